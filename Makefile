@@ -1,0 +1,42 @@
+# The two commands of the README work on a fresh machine: each target installs what it needs.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+SOURCE ?=
+OUT ?=
+DOMAINS ?=
+TEST_LABELS ?=
+WORKERS ?= 2
+
+.PHONY: install test run prepare-data verify-data bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "setuptools>=64" wheel
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+prepare-data: install
+	$(PY) -m data_prep prepare $(if $(SOURCE),--source $(SOURCE)) $(if $(OUT),--out $(OUT)) \
+		$(if $(DOMAINS),--domains $(DOMAINS)) $(if $(TEST_LABELS),--test-labels $(TEST_LABELS)) \
+		--workers $(WORKERS)
+
+verify-data: install
+	$(PY) -m data_prep verify $(or $(OUT),data/synthetic)
+
+run: prepare-data
+	$(PY) run_decathlon.py
+
+bench: install
+	$(PY) bench/bench_prepare.py
+
+clean:
+	rm -rf $(VENV) data runs *.egg-info
