@@ -50,6 +50,7 @@ def write_json_atomic(path: Path, obj) -> None:
             json.dump(obj, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a manifest is for everyone to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

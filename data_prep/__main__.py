@@ -1,0 +1,92 @@
+"""Command line: `python -m data_prep prepare ...` and `python -m data_prep verify OUT`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from decathlon.manifest import MANIFEST_NAME, ManifestError
+from data_prep.errors import PrepareError
+from data_prep.prepare import DEFAULT_SHARD_SIZE, prepare
+from data_prep.verify import verify
+
+SYNTHETIC_SOURCE = Path("data/synthetic-source")
+SYNTHETIC_OUT = Path("data/synthetic")
+REAL_OUT = Path("data/decathlon")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("prepare", help="turn the Decathlon (or a synthetic mini-decathlon) into HDF5 shards")
+    p.add_argument("--source", type=Path, help="extracted decathlon-1.0 folder (or its parent), or a folder "
+                   "holding the downloaded tarballs; without it a synthetic mini-decathlon is generated "
+                   f"into {SYNTHETIC_SOURCE} and prepared")
+    p.add_argument("--out", type=Path, help=f"output folder (default {SYNTHETIC_OUT} for synthetic data, "
+                   f"{REAL_OUT} with --source)")
+    p.add_argument("--domains", help="comma-separated domain names (default: all ten)")
+    p.add_argument("--test-labels", type=Path, help="zip or folder of labelled <domain>_test.json files "
+                   "(e.g. labels_test.zip); default: the test split keeps label -1, or, for synthetic "
+                   "data, the generated labels_test.zip")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
+    p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
+                   help=f"images per shard (default {DEFAULT_SHARD_SIZE})")
+    p.add_argument("--seed", type=int, help="synthetic data only: generator seed (default 0)")
+    p.add_argument("--scale", type=float, help="synthetic data only: size multiplier (default 1.0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    v = commands.add_parser("verify", help="re-check every shard of a prepared folder against its manifest")
+    v.add_argument("out", type=Path)
+    return parser
+
+
+def _prepare(args, parser) -> int:
+    test_labels = args.test_labels
+    if args.source is None:
+        from data_prep.synthetic import LABELS_ZIP, generate
+        from decathlon.domains import parse_domains
+        try:
+            domains = parse_domains(args.domains)
+        except KeyError as err:
+            raise PrepareError(err.args[0]) from None
+        print(f"generating the synthetic mini-decathlon in {SYNTHETIC_SOURCE} ...", file=sys.stderr)
+        source = generate(SYNTHETIC_SOURCE, seed=args.seed or 0, scale=args.scale or 1.0, domains=domains)
+        test_labels = test_labels or SYNTHETIC_SOURCE / LABELS_ZIP
+        out = args.out or SYNTHETIC_OUT
+    elif args.seed is not None or args.scale is not None:
+        parser.error("--seed and --scale apply only to synthetic data (no --source)")
+    else:
+        source, out = args.source, args.out or REAL_OUT
+    manifest = prepare(source, out, args.domains, test_labels, args.workers, args.shard_size,
+                       progress=not args.quiet)
+    splits = sum(len(entry["splits"]) for entry in manifest["domains"].values())
+    print(f"prepared {out}: {len(manifest['domains'])} domains, {splits} splits "
+          f"({'synthetic' if manifest['synthetic'] else 'real'} data); manifest {out / MANIFEST_NAME}")
+    return 0
+
+
+def _verify(args) -> int:
+    report = verify(args.out)
+    print("\n".join(report.checked))
+    if report.ok:
+        print(f"verified {args.out}: every shard matches the manifest")
+        return 0
+    print(f"\n{len(report.problems)} mismatches in {args.out}:", file=sys.stderr)
+    print("\n".join(f"  {problem}" for problem in report.problems), file=sys.stderr)
+    return 1
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return _prepare(args, parser) if args.command == "prepare" else _verify(args)
+    except (PrepareError, ManifestError, OSError) as err:  # OSError: e.g. disk full, unreadable source file
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no partial shard was kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Preparation of real annotation entries: ids, labels, geometry, manifest, resume."""
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_prep.__main__ import main
+from data_prep.errors import PrepareError
+from data_prep.prepare import prepare
+from data_prep.shards import ShardWriter
+from data_prep.verify import verify
+from decathlon.domains import SPLITS, get_domain
+
+
+def _expected_image(path, hw):
+    """The documented geometry, computed independently: shorter side to 72 (or cover HxW), centre crop."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+    h, w = hw
+    if image.width != w and image.height != h:
+        scale = max(w / image.width, h / image.height)
+        image = image.resize((max(w, round(image.width * scale)), max(h, round(image.height * scale))),
+                             Image.Resampling.LANCZOS)
+    left, top = (image.width - w) // 2, (image.height - h) // 2
+    return np.asarray(image)[top:top + h, left:left + w]
+
+
+@pytest.mark.parametrize("domain", ["aircraft", "daimlerpedcls", "dtd", "imagenet12"])
+def test_shards_hold_the_annotated_images_in_order(pristine, prepared, read_split, domain):
+    hw = get_domain(domain).stored_hw
+    for split in SPLITS:
+        source = pristine.files[f"{domain}_{split}{'_stripped' if split == 'test' else ''}.json"]
+        images, labels, ids = read_split(prepared, domain, split)
+        assert ids.tolist() == [image["id"] for image in source["images"]]
+        if split == "test":
+            assert (labels == -1).all()
+        else:
+            offset = get_domain(domain).category_offset + 1
+            assert labels.tolist() == [a["category_id"] - offset for a in source["annotations"]]
+        assert images.shape == (len(ids), *hw, 3) and images.dtype == np.uint8
+        for stored, entry in zip(images, source["images"]):
+            expected = _expected_image(pristine.root / entry["file_name"], hw)
+            resized = entry["width"] != hw[1] and entry["height"] != hw[0]
+            np.testing.assert_allclose(stored, expected, atol=2 if resized else 0)
+
+
+def test_geometry_of_the_odd_sizes(prepared, pristine, read_split):
+    """daimlerpedcls is kept whole (144 high, 72 wide); 73-high aircraft images shrink to 72."""
+    images, _, _ = read_split(prepared, "daimlerpedcls", "test")
+    assert images.shape[1:] == (144, 72, 3) and (images[..., 0] == images[..., 2]).all()  # grey -> RGB
+    tall = [e for e in pristine.files["aircraft_test.json"]["images"] if e["height"] == 73]
+    assert len(tall) == 3
+
+
+def test_manifest_describes_the_split(prepared, pristine):
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["synthetic"] is False
+    assert manifest["source"] == str(pristine.parent)  # the path given, resolved
+    aircraft = manifest["domains"]["aircraft"]
+    real_names = [c["name"] for c in pristine.files["aircraft_test.json"]["categories"]]
+    assert aircraft["num_classes"] == 100 and aircraft["class_names"] == real_names
+    assert aircraft["image_hw"] == [72, 72] and manifest["domains"]["daimlerpedcls"]["image_hw"] == [144, 72]
+    assert aircraft["mean"] == list(get_domain("aircraft").mean) and "centre-cropped" in aircraft["storage"]
+    test = aircraft["splits"]["test"]
+    raw = (pristine.root / "annotations" / "aircraft_test_stripped.json").read_bytes()
+    assert test["annotation_file"] == "aircraft_test_stripped.json"
+    assert test["annotation_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert test["labels_known"] is False and test["num_images"] == 20
+    assert [s["num_images"] for s in test["shards"]] == [8, 8, 4]
+    assert [s["file"] for s in test["shards"]] == [f"aircraft/test-{i:05d}.h5" for i in range(3)]
+    for shard in test["shards"]:
+        assert hashlib.sha256((prepared / shard["file"]).read_bytes()).hexdigest() == shard["sha256"]
+    assert aircraft["splits"]["train"]["num_images"] == pristine.train_val_size
+    assert verify(prepared).ok
+
+
+def test_test_labels_from_the_real_release(pristine, tmp_path, read_split):
+    out = tmp_path / "out"
+    prepare(pristine.parent, out, domains="aircraft,imagenet12", test_labels=pristine.labels_zip,
+            shard_size=pristine.shard_size, progress=False)
+    for domain in ("aircraft", "imagenet12"):
+        _, labels, ids = read_split(out, domain, "test")
+        real = pristine.files[f"{domain}_test.json"]
+        offset = get_domain(domain).category_offset + 1
+        assert ids.tolist() == [a["image_id"] for a in real["annotations"]]
+        assert labels.tolist() == [a["category_id"] - offset for a in real["annotations"]]
+        entry = json.loads((out / "manifest.json").read_text())["domains"][domain]["splits"]["test"]
+        assert entry["labels_known"] and entry["annotation_file"] == f"{domain}_test.json"
+    assert verify(out).ok
+
+
+def test_test_labels_must_list_the_same_images(devkit, tmp_path):
+    labelled = devkit.parent / "labels"
+    labelled.mkdir()
+    data = json.loads(json.dumps(devkit.files["aircraft_test.json"]))
+    data["images"][3], data["images"][4] = data["images"][4], data["images"][3]
+    (labelled / "aircraft_test.json").write_text(json.dumps(data))
+    with pytest.raises(PrepareError, match=r"aircraft_test.json does not list the same images .* images\[3\]"):
+        prepare(devkit.parent, tmp_path / "out", domains="aircraft", test_labels=labelled, progress=False)
+
+
+def test_cli_prepare_then_verify(pristine, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["prepare", "--source", str(pristine.root), "--out", str(out), "--domains", "dtd",
+                 "--workers", "1", "--shard-size", "4", "--quiet"]) == 0
+    assert main(["verify", str(out)]) == 0
+    assert "ok       dtd/test: 20 images in 5 shards (no labels)" in capsys.readouterr().out
+    assert main(["prepare", "--source", str(tmp_path / "nowhere"), "--out", str(out), "--quiet"]) == 2
+    assert "source folder not found" in capsys.readouterr().err
+
+
+def test_cli_without_source_prepares_synthetic_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare", "--domains", "svhn", "--scale", "0.05", "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "data/synthetic/manifest.json").read_text())
+    assert manifest["synthetic"] is True and manifest["domains"]["svhn"]["splits"]["test"]["labels_known"]
+    assert main(["verify", "data/synthetic"]) == 0
+
+
+def _mtimes(out):
+    return {p.name: p.stat().st_mtime_ns for p in (out / "aircraft").glob("*.h5")}
+
+
+@pytest.mark.parametrize("damage", ["delete", "corrupt"])
+def test_rerun_rebuilds_only_the_damaged_shard(prepared, pristine, tmp_path, leftovers, damage):
+    out = tmp_path / "out"
+    shutil.copytree(prepared, out)
+    before, original = _mtimes(out), (out / "aircraft/test-00001.h5").read_bytes()
+    if damage == "delete":
+        (out / "aircraft/test-00001.h5").unlink()
+    else:
+        with open(out / "aircraft/test-00001.h5", "r+b") as f:
+            f.seek(-100, 2)
+            f.write(b"\xff")
+    prepare(pristine.parent, out, domains=pristine.domains, shard_size=pristine.shard_size, progress=False)
+    after = _mtimes(out)
+    assert {name for name in before if before[name] != after[name]} == {"test-00001.h5"}
+    assert (out / "aircraft/test-00001.h5").read_bytes() == original
+    assert verify(out).ok and not leftovers(out) and not list(out.rglob("*.progress.json"))
+
+
+def test_interrupted_run_leaves_no_temporaries_and_resumes(pristine, prepared, tmp_path, monkeypatch,
+                                                           read_split, leftovers):
+    out, finalise, calls = tmp_path / "out", ShardWriter.finalise, []
+
+    def interrupt_third_shard(self, *args):
+        calls.append(self.file)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return finalise(self, *args)
+
+    monkeypatch.setattr(ShardWriter, "finalise", interrupt_third_shard)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(pristine.parent, out, domains="aircraft", shard_size=2, progress=False)
+    assert calls == ["aircraft/train-00000.h5", "aircraft/train-00001.h5", "aircraft/train-00002.h5"]
+    assert not leftovers(out) and not (out / "aircraft/train-00002.h5").exists()
+    assert json.loads((out / "manifest.json").read_text())["domains"]["aircraft"]["splits"] == {}
+    kept = _mtimes(out)
+    assert set(kept) == {"train-00000.h5", "train-00001.h5"}
+    monkeypatch.undo()
+    prepare(pristine.parent, out, domains="aircraft", shard_size=2, progress=False)
+    assert all(_mtimes(out)[name] == mtime for name, mtime in kept.items())
+    assert verify(out).ok and not leftovers(out)
+    images, labels, ids = read_split(out, "aircraft", "train")
+    reference = read_split(prepared, "aircraft", "train")
+    assert all((a == b).all() for a, b in zip((images, labels, ids), reference))
