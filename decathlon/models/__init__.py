@@ -1,0 +1,20 @@
+"""Networks of the suite: ResNet-26 (plain, series / parallel adapters) and SpotTune."""
+from decathlon.models.policy import (DECISION_MODES, GUMBEL_TEMPERATURE, GlobalPolicy,
+                                     PolicyHead, PolicyNet, budget_loss, decide,
+                                     policy_trunk)
+from decathlon.models.registry import MODELS, create_model, register_model
+from decathlon.models.resnet import (ADAPTER_KINDS, BasicBlock, ConvBN, ResNet,
+                                     SeriesAdapter, ZeroPadShortcut, adapter_weight_count,
+                                     conv3x3_weight_count, freeze_shared_convs, resnet26,
+                                     split_shared_and_domain_parameters)
+from decathlon.models.spottune import (FORWARD_MODES, POLICY_KINDS, DomainBranch,
+                                       SpotTuneNet, parameter_count)
+
+__all__ = [
+    "ADAPTER_KINDS", "BasicBlock", "ConvBN", "DECISION_MODES", "DomainBranch",
+    "FORWARD_MODES", "GUMBEL_TEMPERATURE", "GlobalPolicy", "MODELS", "POLICY_KINDS",
+    "PolicyHead", "PolicyNet", "ResNet", "SeriesAdapter", "SpotTuneNet", "ZeroPadShortcut",
+    "adapter_weight_count", "budget_loss", "conv3x3_weight_count", "create_model", "decide",
+    "freeze_shared_convs", "parameter_count", "policy_trunk", "register_model", "resnet26",
+    "split_shared_and_domain_parameters",
+]
