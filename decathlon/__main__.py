@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("score",)
+COMMANDS = ("pretrain", "train", "score")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,55 @@
+"""Top-1 accuracy of a method on one loader, over all ranks.
+
+Under DDP an evaluation loader pads each rank's part with up to world_size - 1 repeated
+images; predictions are gathered and deduplicated by image_id, so every image counts once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from decathlon.engine import distributed
+
+
+@dataclass
+class EvalResult:
+    accuracy: float | None        # None where the split has no labels
+    count: int
+    stats: dict                   # method-specific (e.g. SpotTune's policy usage)
+    image_ids: np.ndarray
+    predictions: np.ndarray
+
+
+@torch.no_grad()
+def evaluate(method, loader, ctx) -> EvalResult:
+    method.eval()
+    ids, preds, labels, stats = [], [], [], []
+    for images, batch_labels, image_ids in loader:
+        with method.autocast():
+            logits = method.predict(images)
+        ids.append(np.asarray(image_ids))
+        preds.append(logits.argmax(1).cpu().numpy())
+        labels.append(batch_labels.cpu().numpy())
+        stats.append((len(batch_labels), method.eval_stats()))
+    parts = distributed.all_gather_objects([np.concatenate(a) for a in (ids, preds, labels)], ctx)
+    image_ids, first = np.unique(np.concatenate([p[0] for p in parts]), return_index=True)
+    predictions = np.concatenate([p[1] for p in parts])[first]
+    known_labels = np.concatenate([p[2] for p in parts])[first]
+    known = known_labels >= 0
+    accuracy = float((predictions[known] == known_labels[known]).mean()) if known.any() else None
+    return EvalResult(accuracy, len(image_ids), _weighted_mean(stats, ctx), image_ids, predictions)
+
+
+def _weighted_mean(stats: list, ctx) -> dict:
+    """Image-weighted mean, over batches and ranks, of each numeric stat (lists element-wise)."""
+    if not stats:
+        return {}
+    merged = {}
+    for key, example in stats[0][1].items():
+        total = sum(n * np.asarray(s[key], np.float64) for n, s in stats)
+        summed = distributed.all_sum(np.atleast_1d(total).tolist() + [sum(n for n, _ in stats)], ctx)
+        value = np.asarray(summed[:-1]) / max(summed[-1], 1)
+        merged[key] = value.tolist() if np.ndim(example) else float(value[0])
+    return merged

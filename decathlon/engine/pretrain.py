@@ -1,0 +1,30 @@
+"""Pretraining: the backbone trained from scratch on imagenet12, saved as backbone.pt."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from decathlon.domains import SOURCE_DOMAIN
+from decathlon.engine.checkpoint import save_backbone
+from decathlon.engine.trainer import JobSpec, run_job
+from decathlon.hparams import pretrain_hparams
+from decathlon.methods.plain import Scratch
+
+BACKBONE_FILE = "backbone.pt"
+
+
+class Pretraining(Scratch):
+    """Scratch training on the source domain whose export is the shared backbone."""
+    name = "pretrain"
+
+    def export(self, folder) -> None:
+        save_backbone(self.net, self.hparams["width"], Path(folder) / BACKBONE_FILE, domain=SOURCE_DOMAIN)
+
+
+def pretrain(data, out, preset="cpu_demo", overrides=None, seed=0, device="auto", compile=False,
+             progress=True, resume=False) -> Path:
+    """Train (or resume) the backbone and save <out>/backbone.pt; returns its path."""
+    hp = pretrain_hparams(preset, overrides)
+    spec = JobSpec("pretrain", SOURCE_DOMAIN, str(data), str(out), hp, seed=seed, device=device, compile=compile,
+                   progress=progress, resume=resume, extra={"preset": preset})
+    run_job(spec, Pretraining)
+    return Path(out) / BACKBONE_FILE

@@ -1,0 +1,194 @@
+"""Train one (method, domain, seed) job: the loop, evaluation, records, checkpoints, resume.
+
+A job folder holds `record.jsonl` (one JSON line per epoch, appended), `checkpoint.pt`
+(written atomically after every epoch), `predictions_<split>.npz` and `final.json` once
+finished, then a `done` marker. A killed job loses at most its current epoch: rerun
+with resume and it continues from the last checkpoint. On CPU with fixed seeds the
+resumed job ends with exactly the weights of an uninterrupted one, because the data
+order and augmentation are functions of (seed, epoch) and the RNG state is saved.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from decathlon.engine import distributed
+from decathlon.engine.checkpoint import CheckpointError, check_resumable, load_backbone, load_checkpoint, save_atomic
+from decathlon.engine.evaluate import evaluate
+from decathlon.loader import ShardLoader
+from decathlon.manifest import read_manifest, split_entry, write_json_atomic
+from decathlon.methods import get_method
+from decathlon.models import resnet26
+
+PROTOCOLS = {"train": ("train",), "trainval": ("train", "val")}
+
+
+@dataclass
+class JobSpec:
+    method: str
+    domain: str
+    data: str
+    out: str
+    hparams: dict
+    protocol: str = "train"
+    seed: int = 0
+    backbone: str | None = None
+    device: str = "auto"
+    compile: bool = False
+    progress: bool = True
+    resume: bool = False
+    data_parallel: bool = True   # False: this process runs the job alone, even under torchrun
+    extra: dict = field(default_factory=dict)   # recorded as is (e.g. the preset name)
+
+    def identity(self) -> dict:
+        return {"method": self.method, "domain": self.domain, "protocol": self.protocol,
+                "seed": self.seed, "hparams": self.hparams}
+
+
+def _eval_splits(spec: JobSpec, manifest: dict) -> list:
+    """Splits to score: val unless it was trained on, test when its labels are known."""
+    splits = [] if spec.protocol == "trainval" else ["val"]
+    test = manifest["domains"][spec.domain]["splits"].get("test")
+    if test and test["labels_known"]:
+        splits.append("test")
+    return splits
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
+    """Train and evaluate one job; returns final.json. With `spec.resume` an existing
+    checkpoint is continued; without, it is an error (nothing is overwritten).
+    `method_cls` replaces the registry lookup (pretraining uses its own subclass)."""
+    if spec.protocol not in PROTOCOLS:
+        raise ValueError(f"protocol {spec.protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    ctx = distributed.init(spec.device) if spec.data_parallel else distributed.local(spec.device)
+    out, hp = Path(spec.out), spec.hparams
+    manifest = read_manifest(spec.data)
+    for split in PROTOCOLS[spec.protocol]:
+        split_entry(manifest, spec.data, spec.domain, split)
+    method_cls = method_cls or get_method(spec.method)
+    backbone_state = None
+    if method_cls.uses_backbone:
+        if not spec.backbone:
+            raise ValueError(f"method {spec.method!r} starts from a pretrained backbone: pass --backbone "
+                             f"(made by `python -m decathlon pretrain`)")
+        backbone_state = load_backbone(spec.backbone, hp["width"])["state"]
+
+    torch.manual_seed(spec.seed)
+    num_classes = manifest["domains"][spec.domain]["num_classes"]
+    method = method_cls(num_classes, hp, backbone_state).to(ctx.device)
+    cuda = ctx.device.type == "cuda"
+    if cuda:
+        method = method.to(memory_format=torch.channels_last)
+        method.autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    if ctx.distributed:
+        method.wrap(lambda net: torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[ctx.device.index] if cuda else None))
+    if spec.compile:
+        method.wrap(torch.compile)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(method.optimizer, hp["lr_milestones"], hp["lr_gamma"])
+
+    loader_args = dict(protocol=hp["augmentation"], seed=spec.seed, device=ctx.device, rank=ctx.rank,
+                       world_size=ctx.world_size, channels_last=cuda)
+    train_loader = ShardLoader(spec.data, spec.domain, PROTOCOLS[spec.protocol], hp["batch_size"], train=True,
+                               shuffle=True, drop_last=True, **loader_args)
+    eval_loaders = {s: ShardLoader(spec.data, spec.domain, s, hp["eval_batch_size"], train=False,
+                                   shuffle=False, drop_last=False, **loader_args)
+                    for s in _eval_splits(spec, manifest)}
+
+    start_epoch, ckpt_path = 0, out / "checkpoint.pt"
+    if ckpt_path.is_file() and not spec.resume:
+        raise CheckpointError(f"{ckpt_path}: this job already has a checkpoint; pass --resume to continue "
+                              f"it or choose another output folder")
+    if ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path, "job")
+        check_resumable(ckpt, ckpt_path, spec.identity())
+        method.load_state_dict(ckpt["method"])
+        method.optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        _set_rng_state(ckpt["rng"])
+        start_epoch = ckpt["epoch"] + 1
+    out.mkdir(parents=True, exist_ok=True)
+    record_path = out / "record.jsonl"
+    if ctx.is_main:
+        _truncate_record(record_path, start_epoch)
+
+    last = None
+    for epoch in range(start_epoch, hp["epochs"]):
+        train_loader.set_epoch(epoch)
+        began, losses = time.perf_counter(), []
+        bar = tqdm(train_loader, desc=f"{spec.method}/{spec.domain} epoch {epoch + 1}/{hp['epochs']}",
+                   leave=False, disable=not (spec.progress and ctx.is_main))
+        for images, labels, _ in bar:
+            losses.append(method.update(images, labels)["loss"])
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        scheduler.step()
+        seconds = time.perf_counter() - began
+        scores = {s: evaluate(method, loader, ctx) for s, loader in eval_loaders.items()}
+        last = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
+                "lr": method.optimizer.param_groups[0]["lr"], "seconds": seconds,
+                "train_images_per_s": len(train_loader) * hp["batch_size"] * ctx.world_size / max(seconds, 1e-9),
+                **{f"{s}_accuracy": r.accuracy for s, r in scores.items()},
+                **{f"{s}_stats": r.stats for s, r in scores.items() if r.stats}}
+        if ctx.is_main:
+            with open(record_path, "a") as f:
+                f.write(json.dumps(last) + "\n")
+            save_atomic({"format": 1, "kind": "job", "identity": spec.identity(), "epoch": epoch,
+                         "method": method.state_dict(), "optimizer": method.optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "rng": _rng_state()}, ckpt_path)
+        distributed.barrier(ctx)
+
+    return _finish(spec, method, eval_loaders, ctx, manifest)
+
+
+def _truncate_record(path: Path, epochs_kept: int) -> None:
+    """Drop record lines of epochs past the checkpoint (a kill between record and checkpoint)."""
+    if path.is_file():
+        lines = path.read_text().splitlines()[:epochs_kept]
+        path.write_text("".join(line + "\n" for line in lines))
+
+
+def _finish(spec: JobSpec, method, eval_loaders: dict, ctx, manifest: dict) -> dict:
+    """Final evaluation, predictions for results.json, final.json and the done marker."""
+    out = Path(spec.out)
+    final = {"spec": asdict(spec), "synthetic": manifest["synthetic"],
+             "stored_parameters": method.stored_parameters(), "num_classes": method.num_classes,
+             # One ResNet-26 at this width without classifier: the unit of the Decathlon's #par.
+             "reference_parameters": sum(p.numel() for p in resnet26(0, spec.hparams["width"]).parameters()),
+             "splits": {}}
+    test_entry = manifest["domains"][spec.domain]["splits"].get("test")
+    predict_splits = dict(eval_loaders)
+    if test_entry and "test" not in predict_splits:   # unlabelled test: predict for the server
+        predict_splits["test"] = ShardLoader(spec.data, spec.domain, "test", spec.hparams["eval_batch_size"],
+                                             train=False, shuffle=False, drop_last=False,
+                                             protocol=spec.hparams["augmentation"], seed=spec.seed,
+                                             device=ctx.device, rank=ctx.rank, world_size=ctx.world_size)
+    for split, loader in predict_splits.items():
+        result = evaluate(method, loader, ctx)
+        final["splits"][split] = {"accuracy": result.accuracy, "num_images": result.count, "stats": result.stats}
+        if ctx.is_main:
+            np.savez(out / f"predictions_{split}.npz", image_ids=result.image_ids, labels=result.predictions)
+    if ctx.is_main:
+        method.export(out)
+        write_json_atomic(out / "final.json", final)
+        (out / "done").write_text("")
+    distributed.barrier(ctx)
+    return final

@@ -1,0 +1,21 @@
+"""The registry of methods: one class each; a new method is one file and one line here."""
+from decathlon.methods.base import Method
+from decathlon.methods.plain import (BNAdapt, FeatureExtractor, Finetune, ParallelAdapters,
+                                     Scratch, SeriesAdapters)
+from decathlon.methods.spottune import RandomPolicy, SpotTune, SpotTuneGlobal
+
+METHODS = {cls.name: cls for cls in (
+    Scratch, FeatureExtractor, Finetune, BNAdapt, SeriesAdapters, ParallelAdapters,
+    SpotTune, SpotTuneGlobal, RandomPolicy,
+)}
+
+
+def get_method(name: str) -> type:
+    """The method class registered under `name`, or an error naming the valid choices."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}") from None
+
+
+__all__ = ["METHODS", "Method", "get_method"]

@@ -1,0 +1,112 @@
+"""The shape every method has (DomainBed style): build a network, update, predict.
+
+A method trains and predicts ONE domain against the shared pretrained backbone. It owns
+its network (`self.net`) and its optimizer; the engine owns the loop, the schedule, the
+records and the checkpoints. `update` runs through `self.train_net`: `self.net` itself,
+or what the engine wrapped it in (`wrap`: DistributedDataParallel, torch.compile). The
+wrapper is kept outside the module tree so checkpoints hold `net.*` keys only and
+resume whatever the number of processes.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from decathlon.models import resnet26
+
+
+class Method(nn.Module):
+    """Base class: subclasses set `self.net` in `build` and may override the hooks."""
+
+    name = "base"
+    uses_backbone = True   # False only for methods that ignore the pretrained weights
+    autocast = contextlib.nullcontext   # the engine sets bf16 autocast on CUDA
+
+    def __init__(self, num_classes: int, hparams: dict, backbone_state: dict | None = None):
+        super().__init__()
+        self.num_classes = num_classes
+        self.hparams = dict(hparams)
+        if self.uses_backbone and backbone_state is None:
+            raise ValueError(f"method {self.name!r} needs a pretrained backbone (run `python -m decathlon pretrain`)")
+        self.net = self.build(backbone_state)
+        self.optimizer = torch.optim.SGD(self.param_groups(), lr=hparams["lr"], momentum=hparams["momentum"])
+
+    # --- hooks -----------------------------------------------------------------------
+    def build(self, backbone_state: dict | None) -> nn.Module:
+        raise NotImplementedError
+
+    def param_groups(self) -> list:
+        """SGD parameter groups; each group's `lr` is scaled by the engine's schedule."""
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        return [{"params": params, "lr": self.hparams["lr"], "weight_decay": self.hparams["weight_decay"]}]
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        """(loss, logs) for one batch; methods with extra terms (budget, ...) override it."""
+        logits = self.train_net(x)
+        return F.cross_entropy(logits, y), {}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def stored_parameters(self) -> dict:
+        """Parameters this domain stores beyond the shared backbone (for the Decathlon's
+        #par): {'total', 'classifier'}. By default: every trainable parameter."""
+        return {"total": sum(p.numel() for p in self.net.parameters() if p.requires_grad),
+                "classifier": sum(p.numel() for p in self.classifier().parameters())}
+
+    def classifier(self) -> nn.Module:
+        return self.net.classifier
+
+    def export(self, folder) -> None:
+        """Write the files a user ships for this domain (default: nothing extra)."""
+
+    def eval_stats(self) -> dict:
+        """Extra per-evaluation statistics (e.g. SpotTune's policy usage); JSON-able."""
+        return {}
+
+    # --- fixed behaviour -------------------------------------------------------------
+    @property
+    def train_net(self) -> nn.Module:
+        return self.__dict__.get("_wrapped_net") or self.net
+
+    def wrap(self, wrapper) -> None:
+        """Train through `wrapper(train_net)` from now on (not a registered submodule)."""
+        self.__dict__["_wrapped_net"] = wrapper(self.train_net)
+
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> dict:
+        """One optimisation step; returns the losses as floats."""
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss, logs = self.training_loss(x, y)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": float(loss.detach()), **logs}
+
+
+def new_backbone(hparams: dict, num_classes: int, backbone_state: dict | None, **kwargs) -> nn.Module:
+    """A ResNet-26 for this domain, with the pretrained weights when given.
+
+    The classifier is always new (it has this domain's classes); every other tensor
+    of the checkpoint must fit, else the checkpoint is from another architecture."""
+    net = resnet26(num_classes, width=hparams["width"], **kwargs)
+    if backbone_state is not None:
+        load_backbone_weights(net, backbone_state)
+    return net
+
+
+def load_backbone_weights(net: nn.Module, backbone_state: dict) -> None:
+    """Copy every pretrained tensor but the classifier; the network may have more
+    (adapters), never other shapes."""
+    state = {k: v for k, v in backbone_state.items() if not k.startswith("classifier.")}
+    own = net.state_dict()
+    for key, value in state.items():
+        if key not in own or own[key].shape != value.shape:
+            got = tuple(value.shape)
+            want = tuple(own[key].shape) if key in own else "absent"
+            raise ValueError(f"backbone tensor {key!r} has shape {got}, this network expects {want}: "
+                             f"the checkpoint is from another architecture or width")
+    net.load_state_dict(state, strict=False)

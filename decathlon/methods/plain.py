@@ -1,0 +1,80 @@
+"""Methods on one plain or adapted ResNet-26 per domain (REFERENCE.md, section 3)."""
+from __future__ import annotations
+
+from torch import nn
+
+from decathlon.methods.base import Method, new_backbone
+from decathlon.models import freeze_shared_convs
+
+
+class Scratch(Method):
+    """A ResNet-26 trained from random initialisation on the domain alone."""
+    name = "scratch"
+    uses_backbone = False
+
+    def build(self, backbone_state):
+        return new_backbone(self.hparams, self.num_classes, None)
+
+
+class Finetune(Method):
+    """The Decathlon's baseline: every weight of the pretrained network is fine-tuned."""
+    name = "finetune"
+
+    def build(self, backbone_state):
+        return new_backbone(self.hparams, self.num_classes, backbone_state)
+
+
+class _FrozenTrunk(nn.Module):
+    """Pretrained features kept in eval mode (BN statistics frozen) + a new classifier."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.trunk = net
+        self.classifier = net.classifier
+        net.classifier = nn.Identity()
+        self.trunk.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.trunk.eval()
+        return self
+
+    def forward(self, x):
+        return self.classifier(self.trunk(x))
+
+
+class FeatureExtractor(Method):
+    """Only the last layer is trained on the frozen pretrained features."""
+    name = "feature_extractor"
+
+    def build(self, backbone_state):
+        return _FrozenTrunk(new_backbone(self.hparams, self.num_classes, backbone_state))
+
+
+class BNAdapt(Method):
+    """Frozen convolutions; per-domain BN layers and classifier."""
+    name = "bn_adapt"
+
+    def build(self, backbone_state):
+        net = new_backbone(self.hparams, self.num_classes, backbone_state)
+        for module in net.modules():
+            if isinstance(module, nn.Conv2d):
+                module.requires_grad_(False)
+        return net
+
+
+class SeriesAdapters(Method):
+    """Rebuffi et al. 2017: a BN + 1x1 conv adapter after each frozen 3x3 conv."""
+    name = "series_adapters"
+    adapter = "series"
+
+    def build(self, backbone_state):
+        net = new_backbone(self.hparams, self.num_classes, backbone_state, adapter=self.adapter)
+        freeze_shared_convs(net)
+        return net
+
+
+class ParallelAdapters(SeriesAdapters):
+    """Rebuffi et al. 2018: a 1x1 conv in parallel with each frozen 3x3 conv."""
+    name = "parallel_adapters"
+    adapter = "parallel"

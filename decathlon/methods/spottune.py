@@ -1,0 +1,108 @@
+"""SpotTune and its variants as methods: one domain on the shared frozen backbone."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from decathlon.methods.base import Method, new_backbone
+from decathlon.models import SpotTuneNet, budget_loss
+
+
+class _OneDomain(nn.Module):
+    """forward(x) -> logits for one domain of a SpotTuneNet (what DDP wraps).
+
+    The decisions of the last forward are kept for the budget loss and policy usage."""
+
+    def __init__(self, spottune: SpotTuneNet, domain: str, train_mode: str, eval_mode: str):
+        super().__init__()
+        self.spottune, self.domain = spottune, domain
+        self.train_mode, self.eval_mode = train_mode, eval_mode
+        self.last_decisions = None
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.spottune.domains[self.domain].classifier
+
+    def forward(self, x):
+        mode = self.train_mode if self.training else self.eval_mode
+        logits, self.last_decisions = self.spottune(x, self.domain, mode)
+        return logits
+
+
+class SpotTune(Method):
+    """Guo et al. 2019: per image and block, a policy picks the frozen or fine-tuned copy.
+
+    Evaluation uses the deterministic argmax policy unless `eval_policy` is 'sample'
+    (the public code's test-time Gumbel sampling, recorded in the job's hparams)."""
+    name = "spottune"
+    train_mode = "gumbel"
+    domain = "target"
+
+    def build(self, backbone_state):
+        backbone = new_backbone(self.hparams, 1, backbone_state)
+        spottune = SpotTuneNet(backbone, policy=self.hparams["policy"], temperature=self.hparams["temperature"])
+        spottune.add_domain(self.domain, self.num_classes)
+        return _OneDomain(spottune, self.domain, self.train_mode, self.hparams["eval_policy"])
+
+    def param_groups(self) -> list:
+        groups = self.net.spottune.parameter_groups(self.domain)
+        return [{"params": groups["network"], "lr": self.hparams["lr"], "weight_decay": self.hparams["weight_decay"]},
+                {"params": groups["policy"], "lr": self.hparams["policy_lr"],
+                 "weight_decay": self.hparams["policy_weight_decay"]}]
+
+    def eval_stats(self) -> dict:
+        """Fraction of images that took the fine-tuned path of each block."""
+        return {"policy_usage": self.net.last_decisions.float().mean(0).tolist()}
+
+    def stored_parameters(self) -> dict:
+        return {"total": self.net.spottune.domain_parameter_count(self.domain),
+                "classifier": sum(p.numel() for p in self.net.classifier.parameters())}
+
+    def export(self, folder) -> None:
+        """The domain's own file; the backbone is shipped once (see SpotTuneNet)."""
+        torch.save(self.net.spottune.domain_state_dict(self.domain), Path(folder) / "spottune_domain.pt")
+
+
+class SpotTuneGlobal(SpotTune):
+    """SpotTune-Global: one learned policy per domain, pushed toward k fine-tuned blocks.
+
+    Blocks the final policy never chooses are not stored (nor counted in #par)."""
+    name = "spottune_global"
+
+    def training_loss(self, x, y):
+        logits = self.train_net(x)
+        budget = budget_loss(self.net.last_decisions, self.hparams["budget_blocks"],
+                             self.hparams["budget_weight"], self.hparams["entropy_weight"])
+        ce = F.cross_entropy(logits, y)
+        return ce + budget, {"budget_loss": float(budget.detach())}
+
+    def _pruned(self) -> SpotTuneNet:
+        pruned = copy.deepcopy(self.net.spottune)
+        pruned.prune_unused_blocks(self.domain)
+        return pruned
+
+    def stored_parameters(self) -> dict:
+        return {"total": self._pruned().domain_parameter_count(self.domain),
+                "classifier": sum(p.numel() for p in self.net.classifier.parameters())}
+
+    def export(self, folder) -> None:
+        torch.save(self._pruned().domain_state_dict(self.domain), Path(folder) / "spottune_domain.pt")
+
+
+class RandomPolicy(SpotTune):
+    """The paper's ablation: each block takes the fine-tuned path with probability 0.5."""
+    name = "random_policy"
+    train_mode = "random"
+
+    def param_groups(self) -> list:
+        return [{"params": self.net.spottune.parameter_groups(self.domain)["network"],
+                 "lr": self.hparams["lr"], "weight_decay": self.hparams["weight_decay"]}]
+
+    def stored_parameters(self) -> dict:
+        counts = super().stored_parameters()
+        unused = sum(p.numel() for p in self.net.spottune.domains[self.domain].policy.parameters())
+        return {**counts, "total": counts["total"] - unused}

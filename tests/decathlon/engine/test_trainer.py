@@ -1,0 +1,95 @@
+"""The training engine on the tiny synthetic decathlon: records, resume, errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from decathlon.engine import trainer
+from decathlon.engine.checkpoint import CheckpointError
+from decathlon.engine.trainer import JobSpec, run_job
+from decathlon.hparams import hparams
+
+
+def _spec(tiny_decathlon, tiny_backbone, tiny_hparams, out, method="spottune", **changes):
+    hp = hparams(method, "dtd", "cpu_demo", dict(tiny_hparams, epochs=3, lr_milestones=[2]))
+    values = dict(method=method, domain="dtd", data=str(tiny_decathlon), out=str(out), hparams=hp,
+                  backbone=tiny_backbone and str(tiny_backbone), device="cpu", progress=False)
+    values.update(changes)
+    return JobSpec(**values)
+
+
+def test_job_writes_records_predictions_and_done(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
+    final = run_job(_spec(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path))
+    lines = [json.loads(line) for line in (tmp_path / "record.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2, 3]
+    assert [line["lr"] for line in lines] == pytest.approx([0.05, 0.005, 0.005])
+    assert all(0 <= line["val_accuracy"] <= 1 and len(line["val_stats"]["policy_usage"]) == 12 for line in lines)
+    assert (tmp_path / "done").is_file() and (tmp_path / "spottune_domain.pt").is_file()
+    assert set(final["splits"]) == {"val", "test"} and final["synthetic"] is True
+    assert final["spec"]["hparams"]["eval_policy"] == "argmax" and final["spec"]["protocol"] == "train"
+    test = np.load(tmp_path / "predictions_test.npz")
+    assert len(np.unique(test["image_ids"])) == final["splits"]["test"]["num_images"]
+
+
+def test_trainval_protocol_trains_on_both_and_scores_test_only(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
+    final = run_job(_spec(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path, method="finetune",
+                          protocol="trainval"))
+    assert set(final["splits"]) == {"test"}
+    assert final["spec"]["protocol"] == "trainval"
+
+
+def test_resumed_job_ends_with_the_weights_of_an_uninterrupted_one(
+        tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path, monkeypatch):
+    whole = tmp_path / "whole"
+    run_job(_spec(tiny_decathlon, tiny_backbone, tiny_hparams, whole))
+
+    killed = tmp_path / "killed"
+    saves = []
+    real_save = trainer.save_atomic
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        saves.append(path)
+        if len(saves) == 2:
+            raise KeyboardInterrupt  # killed right after the checkpoint of epoch 2
+    monkeypatch.setattr(trainer, "save_atomic", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(_spec(tiny_decathlon, tiny_backbone, tiny_hparams, killed))
+    monkeypatch.setattr(trainer, "save_atomic", real_save)
+    assert not (killed / "done").exists()
+    with pytest.raises(CheckpointError, match="pass --resume"):
+        run_job(_spec(tiny_decathlon, tiny_backbone, tiny_hparams, killed))
+    run_job(_spec(tiny_decathlon, tiny_backbone, tiny_hparams, killed, resume=True))
+
+    a = torch.load(whole / "checkpoint.pt", weights_only=False)["method"]
+    b = torch.load(killed / "checkpoint.pt", weights_only=False)["method"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k] for k in a)
+    assert (killed / "record.jsonl").read_text().count("\n") == 3
+
+
+def test_resume_refuses_a_checkpoint_of_another_job(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
+    run_job(_spec(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path, method="finetune"))
+    with pytest.raises(CheckpointError, match="written for method='finetune'"):
+        run_job(_spec(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path, method="bn_adapt", resume=True))
+
+
+def test_backbone_of_another_width_is_refused(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
+    spec = _spec(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path, method="finetune")
+    spec.hparams["width"] = 0.25
+    with pytest.raises(CheckpointError, match="another architecture"):
+        run_job(spec)
+
+
+def test_missing_shards_and_missing_backbone_are_clear(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
+    from decathlon.manifest import ManifestError
+
+    with pytest.raises(ManifestError, match="no manifest here"):
+        run_job(_spec(tmp_path, tiny_backbone, tiny_hparams, tmp_path / "a"))
+    with pytest.raises(ManifestError, match="'aircraft' was not prepared"):
+        run_job(_spec(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path / "b", domain="aircraft"))
+    with pytest.raises(ValueError, match="pass --backbone"):
+        run_job(_spec(tiny_decathlon, None, tiny_hparams, tmp_path / "c"))
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        run_job(_spec(tiny_decathlon, tmp_path / "nope.pt", tiny_hparams, tmp_path / "d"))

@@ -1,0 +1,94 @@
+"""Every registered method: three updates then a prediction on a tiny config (DomainBed style)."""
+import pytest
+import torch
+
+from decathlon.hparams import hparams
+from decathlon.methods import METHODS, get_method
+from decathlon.models import resnet26
+
+WIDTH = 0.125
+
+
+@pytest.fixture(scope="module")
+def backbone_state():
+    torch.manual_seed(0)
+    return resnet26(7, width=WIDTH).state_dict()
+
+
+def _method(name, backbone_state, num_classes=3):
+    hp = hparams(name, "aircraft", "cpu_demo", {"width": WIDTH, "lr": 0.01})
+    cls = get_method(name)
+    return cls(num_classes, hp, backbone_state if cls.uses_backbone else None)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_three_updates_then_predict(name, backbone_state):
+    torch.manual_seed(1)
+    method = _method(name, backbone_state)
+    x, y = torch.randn(6, 3, 24, 24), torch.tensor([0, 1, 2, 0, 1, 2])
+    trainable_before = {n: p.detach().clone() for n, p in method.net.named_parameters() if p.requires_grad}
+    frozen_before = {n: p.detach().clone() for n, p in method.net.named_parameters() if not p.requires_grad}
+    for _ in range(3):
+        logs = method.update(x, y)
+        assert torch.isfinite(torch.tensor(logs["loss"]))
+    changed = [n for n, p in method.net.named_parameters() if p.requires_grad
+               and not torch.equal(p, trainable_before[n])]
+    assert changed, "no trainable parameter moved"
+    assert all(torch.equal(p, frozen_before[n]) for n, p in method.net.named_parameters() if not p.requires_grad)
+    method.eval()
+    with torch.no_grad():
+        logits = method.predict(x)
+    assert logits.shape == (6, 3)
+    stored = method.stored_parameters()
+    assert 0 < stored["classifier"] <= stored["total"]
+
+
+def test_stored_parameters_rank_as_the_decathlon_expects(backbone_state):
+    sizes = {name: _method(name, backbone_state).stored_parameters()["total"] for name in METHODS}
+    full = sizes["finetune"]
+    assert sizes["scratch"] == full
+    assert sizes["feature_extractor"] < sizes["bn_adapt"] < sizes["parallel_adapters"] < full
+    assert sizes["spottune"] > full          # a fine-tuned copy plus the policy network
+    assert sizes["random_policy"] < sizes["spottune"]
+
+
+def test_feature_extractor_keeps_bn_statistics(backbone_state):
+    method = _method("feature_extractor", backbone_state)
+    before = {k: v.clone() for k, v in method.net.state_dict().items() if "running_mean" in k}
+    method.update(torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0]))
+    after = method.net.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+
+
+def test_spottune_uses_its_own_policy_learning_rate(backbone_state):
+    method = _method("spottune", backbone_state)
+    lrs = sorted(group["lr"] for group in method.optimizer.param_groups)
+    assert lrs == [0.01, 0.01] or lrs == sorted([0.01, method.hparams["policy_lr"]])
+    assert len(method.optimizer.param_groups) == 2
+
+
+def test_argmax_evaluation_is_deterministic_and_reports_policy_usage(backbone_state):
+    method = _method("spottune", backbone_state).eval()
+    x = torch.randn(5, 3, 16, 16)
+    with torch.no_grad():
+        first, second = method.predict(x), method.predict(x)
+    assert torch.equal(first, second)
+    usage = method.eval_stats()["policy_usage"]
+    assert len(usage) == 12 and all(0.0 <= u <= 1.0 for u in usage)
+
+
+def test_unknown_method_names_the_valid_choices():
+    with pytest.raises(KeyError, match="valid methods: scratch, feature_extractor, finetune"):
+        get_method("mixup")
+
+
+def test_methods_that_need_a_backbone_refuse_to_start_without_one():
+    hp = hparams("finetune", "dtd", "cpu_demo")
+    with pytest.raises(ValueError, match="needs a pretrained backbone"):
+        get_method("finetune")(3, hp, None)
+
+
+def test_backbone_of_another_width_is_refused():
+    other = resnet26(7, width=0.25).state_dict()
+    with pytest.raises(ValueError, match="another architecture or width"):
+        _method("finetune", other)
