@@ -35,8 +35,10 @@ verify-data: install
 run: prepare-data
 	$(PY) run_decathlon.py
 
-bench: install
+bench: prepare-data
 	$(PY) bench/bench_prepare.py
+	$(PY) bench/bench_models.py
+	$(PY) bench/bench_loader.py --jpeg-root data/synthetic-source/decathlon-1.0 --shards data/synthetic
 
 clean:
 	rm -rf $(VENV) data runs *.egg-info

@@ -70,7 +70,8 @@ class Method(nn.Module):
     # --- fixed behaviour -------------------------------------------------------------
     @property
     def train_net(self) -> nn.Module:
-        return self.__dict__.get("_wrapped_net") or self.net
+        wrapped = self.__dict__.get("_wrapped_net")  # a compiled module refuses truth tests
+        return self.net if wrapped is None else wrapped
 
     def wrap(self, wrapper) -> None:
         """Train through `wrapper(train_net)` from now on (not a registered submodule)."""

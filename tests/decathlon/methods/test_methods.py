@@ -92,3 +92,11 @@ def test_backbone_of_another_width_is_refused():
     other = resnet26(7, width=0.25).state_dict()
     with pytest.raises(ValueError, match="another architecture or width"):
         _method("finetune", other)
+
+
+def test_wrapped_network_is_used_for_training_and_kept_out_of_the_state(backbone_state):
+    method = _method("finetune", backbone_state)
+    keys = set(method.state_dict())
+    method.wrap(torch.compile)  # lazy: nothing compiles until called; refuses truth tests
+    assert method.train_net is not method.net
+    assert set(method.state_dict()) == keys and all(k.startswith("net.") for k in keys)

@@ -8,6 +8,7 @@ from torch import nn
 
 from decathlon.models import (POLICY_KINDS, PolicyNet, SpotTuneNet, budget_loss, decide,
                               parameter_count, resnet26)
+from decathlon.models.spottune import RoutingPlan
 
 WIDTH = 0.25
 
@@ -195,3 +196,68 @@ def test_budget_loss_is_zero_at_budget_and_positive_otherwise():
     usage = mixed.clone().requires_grad_(True)
     budget_loss(usage, budget=3, entropy_weight=0.1).backward()
     assert torch.isfinite(usage.grad).all()
+
+
+def fixed_decisions(net, matrix):
+    """Make every forward of `net` use the (N, 12) decision matrix `matrix`."""
+    net.decisions = lambda x, domain, mode: matrix
+
+
+def mixed_decisions(n=8):
+    """Columns: all frozen, all fine-tuned, mixed, repeated (no reorder needed), pruned."""
+    torch.manual_seed(5)
+    matrix = torch.bernoulli(torch.full((n, 12), 0.5))
+    matrix[:, 0] = 0
+    matrix[:, 1] = 1
+    matrix[:, 2] = torch.tensor([1, 0] * (n // 2))
+    matrix[:, 3] = matrix[:, 2]
+    matrix[:, 4] = matrix[:, 2]
+    return matrix
+
+
+def test_routed_equals_dense_for_every_kind_of_block_decision():
+    net = make_net().eval()
+    net.prune_unused_blocks("aircraft", keep=[i for i in range(12) if i != 6])
+    matrix = mixed_decisions()
+    matrix[:, 6] = 0  # block 6 was pruned: its decisions are always frozen
+    fixed_decisions(net, matrix)
+    x = images(8)
+    with torch.no_grad():
+        routed, _ = net(x, "aircraft", routed=True)
+        dense, _ = net(x, "aircraft", routed=False)
+        single = []  # image by image: no split, no reordering
+        for i in range(8):
+            fixed_decisions(net, matrix[i:i + 1])
+            single.append(net(x[i:i + 1], "aircraft", routed=True)[0])
+        single = torch.cat(single)
+    assert torch.allclose(routed, dense, atol=1e-5)
+    assert torch.allclose(routed, single, atol=1e-5)
+
+
+def test_routing_plan_gathers_only_when_the_order_changes():
+    matrix = mixed_decisions()
+    plan = RoutingPlan(matrix, [True] * 12)
+    assert plan.counts == matrix.sum(0).long().tolist()
+    assert 2 in plan.gathers and 3 not in plan.gathers and 4 not in plan.gathers
+    assert 0 not in plan.gathers and 1 not in plan.gathers
+    uniform = RoutingPlan(torch.ones(8, 12), [True] * 12)
+    assert not uniform.gathers and uniform.restore_index is None
+    pruned = RoutingPlan(matrix, [i != 2 for i in range(12)])
+    assert pruned.counts[2] == 0 and 2 not in pruned.gathers
+
+
+def test_routed_inference_keeps_channels_last():
+    net = make_net().eval()
+    fixed_decisions(net, mixed_decisions())
+    net = net.to(memory_format=torch.channels_last)
+    layouts = []
+    for index in range(12):
+        net.domains["aircraft"].tuned_block(index).register_forward_pre_hook(
+            lambda module, args: layouts.append(
+                args[0].is_contiguous(memory_format=torch.channels_last)))
+    x = images(8).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        routed, _ = net(x, "aircraft", routed=True)
+        dense, _ = net(x, "aircraft", routed=False)
+    assert layouts and all(layouts)
+    assert torch.allclose(routed, dense, atol=1e-5)
