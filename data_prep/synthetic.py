@@ -31,7 +31,7 @@ from data_prep.synthetic_domains import LOOKS
 from decathlon.domains import (ANNOTATION_FILES, DOMAIN_NAMES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR,
                                LABELLED_TEST_FILE, SPLIT_INDEX, SPLITS, get_domain)
 
-GENERATOR_VERSION = 1  # bump whenever any output changes, so that old folders are regenerated
+GENERATOR_VERSION = 2  # bump whenever any output changes, so that old folders are regenerated
 DATASET_DIR = "decathlon-1.0"
 LABELS_ZIP = "labels_test.zip"
 MARKER_FILE = "SYNTHETIC.json"
@@ -51,16 +51,16 @@ class SyntheticSize:
 # Small enough that pretraining on imagenet12 and then 9 methods x 9 domains with a tiny
 # ResNet run in about ten minutes on a 2-core CPU.
 DEFAULT_SIZES = {
-    "aircraft": SyntheticSize(10, 300, 100, 100),
-    "cifar100": SyntheticSize(10, 300, 100, 100),
-    "daimlerpedcls": SyntheticSize(2, 300, 100, 100),
-    "dtd": SyntheticSize(8, 240, 80, 80),
-    "gtsrb": SyntheticSize(10, 300, 100, 100),
+    "aircraft": SyntheticSize(10, 240, 100, 100),
+    "cifar100": SyntheticSize(10, 240, 100, 100),
+    "daimlerpedcls": SyntheticSize(2, 240, 100, 100),
+    "dtd": SyntheticSize(8, 200, 80, 80),
+    "gtsrb": SyntheticSize(10, 240, 100, 100),
     "imagenet12": SyntheticSize(40, 2000, 400, 400),
-    "omniglot": SyntheticSize(20, 300, 100, 100),
-    "svhn": SyntheticSize(10, 300, 100, 100),
-    "ucf101": SyntheticSize(8, 240, 80, 80),
-    "vgg-flowers": SyntheticSize(10, 300, 100, 100),
+    "omniglot": SyntheticSize(20, 240, 100, 100),
+    "svhn": SyntheticSize(10, 240, 100, 100),
+    "ucf101": SyntheticSize(8, 200, 80, 80),
+    "vgg-flowers": SyntheticSize(10, 240, 100, 100),
 }
 # Class names in the style of the real files, formatted with c = 1..C (the real files sort
 # 'TrafficSign1', 'TrafficSign10', 'TrafficSign2', ... as strings, and so do these).

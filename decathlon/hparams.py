@@ -22,8 +22,8 @@ from decathlon.domains import get_domain
 PRESETS = ("cpu_demo", "spottune_paper", "adapters_paper")
 
 _COMMON = {
-    "cpu_demo": dict(width=0.25, batch_size=64, epochs=4, lr=0.05, momentum=0.9,
-                     lr_milestones=[3], lr_gamma=0.1, weight_decay=5e-4, augmentation="spottune",
+    "cpu_demo": dict(width=0.25, batch_size=64, epochs=3, lr=0.05, momentum=0.9,
+                     lr_milestones=[2], lr_gamma=0.1, weight_decay=5e-4, augmentation="spottune",
                      eval_batch_size=256),
     "spottune_paper": dict(width=1.0, batch_size=128, epochs=110, lr=0.1, momentum=0.9,
                            lr_milestones=[40, 60, 80], lr_gamma=0.1, weight_decay=0.0,
@@ -61,7 +61,7 @@ _METHOD = {
 }
 
 _PRETRAIN = {
-    "cpu_demo": dict(width=0.25, batch_size=64, epochs=10, lr=0.1, momentum=0.9, lr_milestones=[7],
+    "cpu_demo": dict(width=0.25, batch_size=64, epochs=8, lr=0.1, momentum=0.9, lr_milestones=[6],
                      lr_gamma=0.1, weight_decay=5e-4, augmentation="spottune", eval_batch_size=256),
     "spottune_paper": dict(width=1.0, batch_size=256, epochs=60, lr=0.1, momentum=0.9,
                            lr_milestones=[30, 45], lr_gamma=0.1, weight_decay=5e-4,

@@ -51,11 +51,11 @@ class JobSpec:
                 "seed": self.seed, "hparams": self.hparams}
 
 
-def _eval_splits(spec: JobSpec, manifest: dict) -> list:
-    """Splits to score: val unless it was trained on, test when its labels are known."""
+def _final_splits(spec: JobSpec, manifest: dict) -> list:
+    """Splits scored and predicted at the end: val unless trained on, and test (labelled or
+    not: its predictions make the submission file)."""
     splits = [] if spec.protocol == "trainval" else ["val"]
-    test = manifest["domains"][spec.domain]["splits"].get("test")
-    if test and test["labels_known"]:
+    if "test" in manifest["domains"][spec.domain]["splits"]:
         splits.append("test")
     return splits
 
@@ -112,7 +112,10 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
                                shuffle=True, drop_last=True, **loader_args)
     eval_loaders = {s: ShardLoader(spec.data, spec.domain, s, hp["eval_batch_size"], train=False,
                                    shuffle=False, drop_last=False, **loader_args)
-                    for s in _eval_splits(spec, manifest)}
+                    for s in _final_splits(spec, manifest)}
+    # Each epoch is scored on val only: never on test (the protocol trap of picking by
+    # test accuracy), and not at all under trainval, whose val is training data.
+    monitored = {s: loader for s, loader in eval_loaders.items() if s == "val"}
 
     start_epoch, ckpt_path = 0, out / "checkpoint.pt"
     if ckpt_path.is_file() and not spec.resume:
@@ -131,7 +134,7 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
     if ctx.is_main:
         _truncate_record(record_path, start_epoch)
 
-    last = None
+    scores = {}
     for epoch in range(start_epoch, hp["epochs"]):
         train_loader.set_epoch(epoch)
         began, losses = time.perf_counter(), []
@@ -142,21 +145,21 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         scheduler.step()
         seconds = time.perf_counter() - began
-        scores = {s: evaluate(method, loader, ctx) for s, loader in eval_loaders.items()}
-        last = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
+        scores = {s: evaluate(method, loader, ctx) for s, loader in monitored.items()}
+        line = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
                 "lr": method.optimizer.param_groups[0]["lr"], "seconds": seconds,
                 "train_images_per_s": len(train_loader) * hp["batch_size"] * ctx.world_size / max(seconds, 1e-9),
                 **{f"{s}_accuracy": r.accuracy for s, r in scores.items()},
                 **{f"{s}_stats": r.stats for s, r in scores.items() if r.stats}}
         if ctx.is_main:
             with open(record_path, "a") as f:
-                f.write(json.dumps(last) + "\n")
+                f.write(json.dumps(line) + "\n")
             save_atomic({"format": 1, "kind": "job", "identity": spec.identity(), "epoch": epoch,
                          "method": method.state_dict(), "optimizer": method.optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "rng": _rng_state()}, ckpt_path)
         distributed.barrier(ctx)
 
-    return _finish(spec, method, eval_loaders, ctx, manifest)
+    return _finish(spec, method, eval_loaders, scores, ctx, manifest)
 
 
 def _truncate_record(path: Path, epochs_kept: int) -> None:
@@ -166,23 +169,17 @@ def _truncate_record(path: Path, epochs_kept: int) -> None:
         path.write_text("".join(line + "\n" for line in lines))
 
 
-def _finish(spec: JobSpec, method, eval_loaders: dict, ctx, manifest: dict) -> dict:
-    """Final evaluation, predictions for results.json, final.json and the done marker."""
+def _finish(spec: JobSpec, method, eval_loaders: dict, scores: dict, ctx, manifest: dict) -> dict:
+    """Final evaluation (reusing the last epoch's scores when this process made them),
+    predictions for results.json, final.json and the done marker."""
     out = Path(spec.out)
     final = {"spec": asdict(spec), "synthetic": manifest["synthetic"],
              "stored_parameters": method.stored_parameters(), "num_classes": method.num_classes,
              # One ResNet-26 at this width without classifier: the unit of the Decathlon's #par.
              "reference_parameters": sum(p.numel() for p in resnet26(0, spec.hparams["width"]).parameters()),
              "splits": {}}
-    test_entry = manifest["domains"][spec.domain]["splits"].get("test")
-    predict_splits = dict(eval_loaders)
-    if test_entry and "test" not in predict_splits:   # unlabelled test: predict for the server
-        predict_splits["test"] = ShardLoader(spec.data, spec.domain, "test", spec.hparams["eval_batch_size"],
-                                             train=False, shuffle=False, drop_last=False,
-                                             protocol=spec.hparams["augmentation"], seed=spec.seed,
-                                             device=ctx.device, rank=ctx.rank, world_size=ctx.world_size)
-    for split, loader in predict_splits.items():
-        result = evaluate(method, loader, ctx)
+    for split, loader in eval_loaders.items():
+        result = scores.get(split) or evaluate(method, loader, ctx)
         final["splits"][split] = {"accuracy": result.accuracy, "num_images": result.count, "stats": result.stats}
         if ctx.is_main:
             np.savez(out / f"predictions_{split}.npz", image_ids=result.image_ids, labels=result.predictions)

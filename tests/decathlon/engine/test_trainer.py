@@ -24,6 +24,7 @@ def test_job_writes_records_predictions_and_done(tiny_decathlon, tiny_backbone, 
     lines = [json.loads(line) for line in (tmp_path / "record.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2, 3]
     assert [line["lr"] for line in lines] == pytest.approx([0.05, 0.005, 0.005])
+    assert not any("test_accuracy" in line for line in lines)  # never monitored on test
     assert all(0 <= line["val_accuracy"] <= 1 and len(line["val_stats"]["policy_usage"]) == 12 for line in lines)
     assert (tmp_path / "done").is_file() and (tmp_path / "spottune_domain.pt").is_file()
     assert set(final["splits"]) == {"val", "test"} and final["synthetic"] is True
