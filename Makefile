@@ -35,10 +35,13 @@ verify-data: install
 run: prepare-data
 	$(PY) run_decathlon.py
 
+# Each benchmark prints ratios measured in one run; the printout is kept in results/bench/.
 bench: prepare-data
-	$(PY) bench/bench_prepare.py
+	mkdir -p results/bench
+	$(PY) bench/bench_prepare.py | tee results/bench/prepare_cpu.txt
+	$(PY) bench/bench_loader.py --jpeg-root data/synthetic-source/decathlon-1.0 --shards data/synthetic \
+		--domains imagenet12,aircraft --workers 2 --torch-threads 2 | tee results/bench/loader_cpu.txt
 	$(PY) bench/bench_models.py
-	$(PY) bench/bench_loader.py --jpeg-root data/synthetic-source/decathlon-1.0 --shards data/synthetic
 
 clean:
 	rm -rf $(VENV) data runs *.egg-info

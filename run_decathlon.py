@@ -1,26 +1,77 @@
-"""The whole Decathlon benchmark end to end.
+"""The whole Visual Domain Decathlon end to end: pretrain, train every method, score, report.
 
-Not built yet: training and the leaderboard arrive with the models/engine and the
-end-to-end issues. For now this checks the prepared data and says what comes next.
+With no arguments it runs the CPU demo on the prepared synthetic mini-decathlon
+(`make run` prepares it first). Rerunning the same command skips finished jobs and
+resumes unfinished ones. Under `torchrun --nproc_per_node=N` pretraining runs
+data-parallel and the per-domain jobs are spread over the processes.
+Results (tables, plots, submission files) go to results/<run name>/.
 """
+from __future__ import annotations
+
 import argparse
 import sys
+from pathlib import Path
 
-from decathlon.manifest import ManifestError, read_manifest
+from decathlon.benchmark import BenchmarkConfig, run_benchmark
+from decathlon.cli_collect import report
+from decathlon.domains import TARGET_DOMAINS, get_domain
+from decathlon.engine import distributed
+from decathlon.engine.checkpoint import CheckpointError
+from decathlon.hparams import PRESETS, parse_overrides
+from decathlon.manifest import ManifestError
+from decathlon.methods import METHODS, get_method
+
+
+def _names(spec: str, valid: tuple, lookup) -> tuple:
+    if spec == "all":
+        return valid
+    names = tuple(name.strip() for name in spec.split(",") if name.strip())
+    for name in names:
+        lookup(name)
+    return names
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/synthetic", help="prepared shard folder (default: %(default)s)")
+    parser.add_argument("--methods", default="all", help=f"comma-separated, or all: {', '.join(METHODS)}")
+    parser.add_argument("--domains", default="all", help="comma-separated target domains, or all nine")
+    parser.add_argument("--config", default="cpu_demo", choices=PRESETS,
+                        help="hyperparameter preset: the CPU demo or a paper's protocol (default: %(default)s)")
+    parser.add_argument("--protocol", default="train", choices=("train", "trainval"),
+                        help="fit on train and score val+test, or fit on train+val and score test")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per (method, domain) job")
+    parser.add_argument("--out", help="run folder (default: runs/<config>-<synthetic|real>)")
+    parser.add_argument("--results", help="where tables and plots go (default: results/<run folder name>)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--hparam", action="append", metavar="KEY=VALUE", help="override a hyperparameter")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    try:
+        args.methods = _names(args.methods, tuple(METHODS), get_method)
+        args.domains = _names(args.domains, TARGET_DOMAINS, get_domain)
+    except KeyError as err:
+        parser.error(err.args[0])
+    if "imagenet12" in args.domains:
+        parser.error("imagenet12 is the source domain (pretraining); choose targets among the other nine")
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    return args
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", default="data/synthetic", help="prepared shard folder")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
+    config = BenchmarkConfig(args.data, args.out, args.methods, args.domains, args.config, args.protocol,
+                             args.seeds, args.device, parse_overrides(args.hparam), args.compile,
+                             not args.no_progress)
     try:
-        manifest = read_manifest(args.data)
-    except ManifestError as err:
-        print(f"error: {err}", file=sys.stderr)
+        run_benchmark(config)
+    except (ManifestError, CheckpointError, KeyError, ValueError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2
-    kind = "SYNTHETIC" if manifest["synthetic"] else "real"
-    print(f"{args.data}: {kind} data, domains: {', '.join(manifest['domains'])}")
-    print("Training, scoring and tables are not built yet (see the open issues).")
+    if distributed.init(args.device).is_main:
+        report([Path(config.out)], Path(args.results or Path("results") / Path(config.out).name))
     return 0
 
 

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("pretrain", "train", "score")
+COMMANDS = ("pretrain", "train", "score", "collect")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,100 @@
+"""run_decathlon.py end to end on a tiny synthetic decathlon: kill, rerun, collect, torchrun."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from decathlon.submission import validate_results
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--methods", "finetune,spottune", "--domains", "dtd,svhn", "--no-progress",
+        "--hparam", "width=0.125", "--hparam", "epochs=3", "--hparam", "batch_size=16",
+        "--hparam", "lr_milestones=[2]", "--device", "cpu"]
+
+
+def _command(data, out, results, *launcher):
+    return [sys.executable, *launcher, str(ROOT / "run_decathlon.py"), "--data", str(data), "--out", str(out),
+            "--results", str(results), *TINY]
+
+
+def _env():
+    return dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def _done_jobs(out: Path) -> dict:
+    return {p.parent: p.parent.joinpath("final.json").stat().st_mtime_ns for p in out.glob("jobs/*/*/*/*/done")}
+
+
+def test_killed_run_resumes_skips_finished_jobs_and_collects(tiny_decathlon, tmp_path):
+    out, results = tmp_path / "run", tmp_path / "results"
+    process = subprocess.Popen(_command(tiny_decathlon, out, results), env=_env(), cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not _done_jobs(out) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished_before = _done_jobs(out)
+    assert finished_before, "the run was killed before any job finished"
+    assert len(finished_before) < 4, "the run finished before it could be killed"
+
+    rerun = subprocess.run(_command(tiny_decathlon, out, results), env=_env(), cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    finished = _done_jobs(out)
+    assert len(finished) == 4
+    assert all(finished[job] == mtime for job, mtime in finished_before.items()), "a finished job was rerun"
+    for job in finished:  # resumed jobs have one record line per epoch, none repeated
+        epochs = [json.loads(line)["epoch"] for line in (job / "record.jsonl").read_text().splitlines()]
+        assert epochs == [1, 2, 3]
+
+    board = (results / "leaderboard.md").read_text()
+    assert "SYNTHETIC" in board and "| finetune | 1 |" in board and "| spottune (eval argmax) | 1 |" in board
+    assert "None: every job folder has finished" in board
+    assert board in rerun.stdout  # the summary table printed at the end
+    for name in ("accuracy", "policy", "s_vs_par", "curves"):
+        assert any(p.stat().st_size > 0 for p in (results / "plots").glob(f"{name}*.png")), name
+    submission = next((results / "submissions").rglob("results_spottune*_seed0.json"))
+    checked = validate_results(submission, require_full=False)
+    assert len(checked.image_ids) == sum(json.loads((tiny_decathlon / "manifest.json").read_text())
+                                         ["domains"][d]["splits"]["test"]["num_images"]
+                                         for d in ("imagenet12", "dtd", "svhn"))
+
+    from decathlon.__main__ import main
+    assert main(["collect", str(out), "--out", str(tmp_path / "again")]) == 0
+    for name in ("leaderboard.md", "scores.csv", "leaderboard.tex"):
+        again = (tmp_path / "again" / name).read_text()
+        assert again == (results / name).read_text().replace(str(results), str(tmp_path / "again"))
+
+
+def test_torchrun_spreads_jobs_over_two_processes(tiny_decathlon, tmp_path):
+    out, results = tmp_path / "run", tmp_path / "results"
+    command = _command(tiny_decathlon, out, results, "-m", "torch.distributed.run", "--standalone",
+                       "--nproc_per_node=2")
+    done = subprocess.run(command, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(_done_jobs(out)) == 4
+    assert (results / "leaderboard.md").is_file()
+    assert done.stdout.count("## Incomplete jobs") == 1  # only rank 0 reports
+
+
+def test_bad_arguments_are_refused(capsys):
+    sys.path.insert(0, str(ROOT))
+    try:
+        import run_decathlon
+    finally:
+        sys.path.pop(0)
+    for argv, message in ((["--methods", "mixup"], "unknown method 'mixup'"),
+                          (["--domains", "imagenet12"], "imagenet12 is the source domain"),
+                          (["--domains", "mnist"], "unknown domain 'mnist'"),
+                          (["--seeds", "0"], "--seeds must be at least 1")):
+        with pytest.raises(SystemExit):
+            run_decathlon.parse_args(argv)
+        assert message in capsys.readouterr().err
+    assert run_decathlon.main(["--data", "/nonexistent", "--no-progress"]) == 2
+    assert "no manifest here" in capsys.readouterr().err
