@@ -11,6 +11,8 @@ from torch import nn
 from decathlon.methods.base import Method, new_backbone
 from decathlon.models import SpotTuneNet, budget_loss
 
+DOMAIN_FILE = "spottune_domain.pt"   # what one domain ships beside the shared backbone
+
 
 class _OneDomain(nn.Module):
     """forward(x) -> logits for one domain of a SpotTuneNet (what DDP wraps).
@@ -64,7 +66,7 @@ class SpotTune(Method):
 
     def export(self, folder) -> None:
         """The domain's own file; the backbone is shipped once (see SpotTuneNet)."""
-        torch.save(self.net.spottune.domain_state_dict(self.domain), Path(folder) / "spottune_domain.pt")
+        torch.save(self.net.spottune.domain_state_dict(self.domain), Path(folder) / DOMAIN_FILE)
 
 
 class SpotTuneGlobal(SpotTune):
@@ -90,7 +92,7 @@ class SpotTuneGlobal(SpotTune):
                 "classifier": sum(p.numel() for p in self.net.classifier.parameters())}
 
     def export(self, folder) -> None:
-        torch.save(self._pruned().domain_state_dict(self.domain), Path(folder) / "spottune_domain.pt")
+        torch.save(self._pruned().domain_state_dict(self.domain), Path(folder) / DOMAIN_FILE)
 
 
 class RandomPolicy(SpotTune):

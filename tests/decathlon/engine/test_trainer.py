@@ -94,3 +94,31 @@ def test_missing_shards_and_missing_backbone_are_clear(tiny_decathlon, tiny_back
         run_job(_spec(tiny_decathlon, None, tiny_hparams, tmp_path / "c"))
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         run_job(_spec(tiny_decathlon, tmp_path / "nope.pt", tiny_hparams, tmp_path / "d"))
+
+
+def test_spottune_jobs_assemble_into_one_multi_domain_model(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
+    from decathlon.engine.assemble import assemble_spottune
+    from decathlon.loader import ShardLoader
+
+    jobs = {}
+    for domain, method in (("dtd", "spottune"), ("svhn", "spottune")):
+        jobs[domain] = tmp_path / domain
+        run_job(_spec(tiny_decathlon, tiny_backbone, tiny_hparams, jobs[domain], method=method, domain=domain))
+    net = assemble_spottune(jobs.values())
+    assert set(net.domains) == {"dtd", "svhn"}
+    backbone_copies = [m for m in net.modules() if m is net.backbone]
+    assert len(backbone_copies) == 1
+    for domain, folder in jobs.items():
+        saved = np.load(folder / "predictions_val.npz")
+        loader = ShardLoader(tiny_decathlon, domain, "val", 64, train=False, protocol="spottune", shuffle=False,
+                             seed=0, drop_last=False, device="cpu")
+        ids, predicted = [], []
+        with torch.no_grad():
+            for images, _, image_ids in loader:
+                predicted.append(net(images, domain)[0].argmax(1).numpy())
+                ids.append(np.asarray(image_ids))
+        order = np.argsort(np.concatenate(ids))
+        assert np.array_equal(np.concatenate(ids)[order], saved["image_ids"])
+        assert np.array_equal(np.concatenate(predicted)[order], saved["labels"])
+    with pytest.raises(CheckpointError, match="a second job for domain 'dtd'"):
+        assemble_spottune([jobs["dtd"], jobs["dtd"]])
