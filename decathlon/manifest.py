@@ -28,9 +28,9 @@ appears only once complete (temporary name, then rename).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from decathlon.files import write_bytes_atomic
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -42,19 +42,7 @@ class ManifestError(ValueError):
 
 def write_json_atomic(path: Path, obj) -> None:
     """Write JSON to a temporary file in the same folder, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a manifest is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, json.dumps(obj, indent=1))
 
 
 def read_manifest(root: Path) -> dict:

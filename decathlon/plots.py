@@ -24,7 +24,7 @@ from decathlon.collect import Collection
 from decathlon.domains import PAPER_ORDER, get_domain
 from decathlon.leaderboard import Leaderboard, leaderboards
 from decathlon.run_submissions import slug
-from decathlon.tables import write_atomic
+from decathlon.files import write_bytes_atomic
 
 PLOTS_DIR = "plots"
 
@@ -32,7 +32,7 @@ PLOTS_DIR = "plots"
 def _save(fig: Figure, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return write_atomic(path, buffer.getvalue())
+    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def _data_label(synthetic: bool) -> str:

@@ -7,9 +7,9 @@ first and errors name the file, the entry index and the field.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from decathlon.annotations import read_labelled_annotations
+from decathlon.files import write_bytes_atomic
 from decathlon.domains import (DOMAIN_NAMES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, PAPER_ORDER,
                                SPLIT_INDEX, Domain, get_domain)
 from decathlon.scoring import SScore, s_score
@@ -67,19 +68,12 @@ def write_results(predictions: dict, path) -> Path:
     entries = results_entries(predictions)
     validate_results(entries)
     payload = json.dumps(entries, separators=(",", ":")).encode()
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            if path.suffix == ".zip":
-                with zipfile.ZipFile(file, "w", zipfile.ZIP_DEFLATED) as archive:
-                    archive.writestr(RESULTS_MEMBER, payload)
-            else:
-                file.write(payload)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
+    if path.suffix == ".zip":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(RESULTS_MEMBER, payload)
+        payload = buffer.getvalue()
+    return write_bytes_atomic(path, payload)
 
 
 def read_results(path) -> list:

@@ -8,35 +8,18 @@ published rows have source `published` and no n. Files are written atomically.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from decathlon.collect import Collection
+from decathlon.files import write_bytes_atomic
 from decathlon.domains import PAPER_ORDER, get_domain
 from decathlon.leaderboard import SUMMARY_METRICS, Leaderboard, leaderboards
 
 DECIMALS = {"S": 0, "#par": 2}   # accuracies and their mean: 2
 WITHOUT_SE = ("#par",)            # shown as the mean over seeds only (its s.e. is in scores.csv)
 CSV_COLUMNS = ["data", "preset", "protocol", "split", "method", "source", "metric", "mean", "se", "n"]
-
-
-def write_atomic(path: Path, content) -> Path:
-    """Write text or bytes to a temporary file in the same folder, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(content.encode() if isinstance(content, str) else content)
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def format_cell(mean: float, se: float, n, decimals: int) -> str:
@@ -137,6 +120,6 @@ def write_tables(collection: Collection, out_dir) -> list:
     """Write leaderboard.md, leaderboard.tex and scores.csv into out_dir; returns their paths."""
     out_dir = Path(out_dir)
     boards = leaderboards(collection)
-    return [write_atomic(out_dir / "leaderboard.md", leaderboard_markdown(collection, boards)),
-            write_atomic(out_dir / "leaderboard.tex", leaderboard_latex(boards)),
-            write_atomic(out_dir / "scores.csv", scores_frame(boards).to_csv(index=False, float_format="%.6f"))]
+    return [write_bytes_atomic(out_dir / "leaderboard.md", leaderboard_markdown(collection, boards)),
+            write_bytes_atomic(out_dir / "leaderboard.tex", leaderboard_latex(boards)),
+            write_bytes_atomic(out_dir / "scores.csv", scores_frame(boards).to_csv(index=False, float_format="%.6f"))]

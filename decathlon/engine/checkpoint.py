@@ -6,11 +6,11 @@ schedule, epoch and RNG states).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from decathlon.files import atomic_path
 
 CHECKPOINT_FORMAT = 1
 
@@ -21,16 +21,8 @@ class CheckpointError(ValueError):
 
 def save_atomic(obj: dict, path: Path) -> None:
     """torch.save to a temporary file in the same folder, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: Path, kind: str) -> dict:
