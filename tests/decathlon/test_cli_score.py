@@ -3,52 +3,38 @@ import json
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from decathlon.__main__ import build_parser, main
-from decathlon.annotations import read_labelled_annotations
-from decathlon.domains import PAPER_ORDER, get_domain
+from decathlon.domains import PAPER_ORDER
 from decathlon.submission import results_entries, write_results
 
-LABELS_TEST_ZIP = Path("/work/shared/data/labels_test.zip")
-pytestmark = pytest.mark.skipif(not LABELS_TEST_ZIP.is_file(), reason="labels_test.zip not available")
 FRACTION_WRONG = {name: (i + 1) / 40 for i, name in enumerate(PAPER_ORDER)}
 
 
 @pytest.fixture(scope="module")
-def corrupted(tmp_path_factory):
+def corrupted(corrupt_predictions, tmp_path_factory):
     """results.json with round(n * FRACTION_WRONG) wrong labels per domain, and the
     accuracies that must come out."""
-    labelled = read_labelled_annotations(LABELS_TEST_ZIP)
-    rng = np.random.default_rng(1)
-    predictions, accuracy = {}, {}
-    for name in PAPER_ORDER:
-        ann = labelled[(name, "test")]
-        n, wrong = len(ann.labels), round(len(ann.labels) * FRACTION_WRONG[name])
-        labels = ann.labels.copy()
-        flip = rng.choice(n, wrong, replace=False)
-        labels[flip] = (labels[flip] + 1) % get_domain(name).num_classes
-        predictions[name], accuracy[name] = (ann.image_ids, labels), (n - wrong) / n
+    predictions, accuracy = corrupt_predictions(FRACTION_WRONG, seed=1)
     path = write_results(predictions, tmp_path_factory.mktemp("cli") / "results.json")
     return path, predictions, accuracy
 
 
 @pytest.fixture(scope="module")
-def two_domain_labels(tmp_path_factory):
+def two_domain_labels(labels_test_zip, tmp_path_factory):
     """A folder holding only the real dtd and svhn test label files."""
     folder = tmp_path_factory.mktemp("labels")
-    with zipfile.ZipFile(LABELS_TEST_ZIP) as archive:
+    with zipfile.ZipFile(labels_test_zip) as archive:
         for name in ("dtd_test.json", "svhn_test.json"):
             archive.extract(name, folder)
     return folder
 
 
-def test_score_prints_accuracy_in_paper_order_with_s(corrupted, capsys):
+def test_score_prints_accuracy_in_paper_order_with_s(corrupted, labels_test_zip, capsys):
     path, _, accuracy = corrupted
-    assert main(["score", str(path), "--annotations", str(LABELS_TEST_ZIP), "--strict"]) == 0
+    assert main(["score", str(path), "--annotations", str(labels_test_zip), "--strict"]) == 0
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in PAPER_ORDER]
     assert [row[0] for row in rows] == list(PAPER_ORDER)

@@ -1,19 +1,15 @@
 """results.json: writer, validator and local evaluator (the last on the real test labels)."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from decathlon import submission
-from decathlon.annotations import read_labelled_annotations
 from decathlon.domains import PAPER_ORDER, TOTAL_TEST_IMAGES, get_domain
 from decathlon.scoring import s_score
 from decathlon.submission import (ResultsError, evaluate, official_test_ids, read_results,
                                   results_entries, validate_results, write_results)
 
-LABELS_TEST_ZIP = Path("/work/shared/data/labels_test.zip")
-real_labels = pytest.mark.skipif(not LABELS_TEST_ZIP.is_file(), reason="labels_test.zip not available")
 
 
 def small_predictions():
@@ -120,18 +116,16 @@ def test_unexpected_ids_fail_even_when_partial():
         validate_results(results_entries(small_predictions()), {"dtd": 3}, require_full=False)
 
 
-@pytest.fixture(scope="module")
-def labelled():
-    return read_labelled_annotations(LABELS_TEST_ZIP)
+@pytest.fixture
+def labelled(public_test_labels):
+    return public_test_labels
 
 
-@real_labels
 def test_official_test_ids_match_the_real_labels(labelled):
     for (name, split), ann in labelled.items():
         assert np.array_equal(np.sort(ann.image_ids), official_test_ids([name])[name]), name
 
 
-@real_labels
 def test_true_labels_score_100_percent_and_10000(labelled, tmp_path):
     truth = {name: (ann.image_ids, ann.labels) for (name, _), ann in labelled.items()}
     path = write_results(truth, tmp_path / "results.json")
@@ -142,33 +136,17 @@ def test_true_labels_score_100_percent_and_10000(labelled, tmp_path):
     assert evaluation.score.total == 10_000.0 and evaluation.score.missing == ()
 
 
-def corrupt(labelled, fraction_of, domains=PAPER_ORDER, seed=0):
-    """Predictions equal to the truth except for round(n * fraction) labels per domain."""
-    rng = np.random.default_rng(seed)
-    predictions, accuracy = {}, {}
-    for name in domains:
-        ann = labelled[(name, "test")]
-        n, wrong = len(ann.labels), round(len(ann.labels) * fraction_of[name])
-        labels = ann.labels.copy()
-        flip = rng.choice(n, wrong, replace=False)
-        labels[flip] = (labels[flip] + 1) % get_domain(name).num_classes
-        predictions[name], accuracy[name] = (ann.image_ids, labels), (n - wrong) / n
-    return predictions, accuracy
-
-
-@real_labels
-def test_corrupted_labels_give_exactly_the_expected_accuracies(labelled):
+def test_corrupted_labels_give_exactly_the_expected_accuracies(labelled, corrupt_predictions):
     fractions = {name: (i + 1) / 25 for i, name in enumerate(PAPER_ORDER)}
-    predictions, expected = corrupt(labelled, fractions)
+    predictions, expected = corrupt_predictions(fractions)
     evaluation = evaluate(results_entries(predictions), labelled, require_full=True)
     assert evaluation.accuracy == expected
     assert evaluation.score.total == pytest.approx(s_score(expected).total)
     assert evaluation.table["points"].to_dict() == pytest.approx(s_score(expected).per_domain)
 
 
-@real_labels
-def test_partial_results_score_present_domains_and_report_missing_ones(labelled):
-    predictions, expected = corrupt(labelled, {"dtd": 0.5, "svhn": 0.0}, domains=["dtd", "svhn"])
+def test_partial_results_score_present_domains_and_report_missing_ones(labelled, corrupt_predictions):
+    predictions, expected = corrupt_predictions({"dtd": 0.5, "svhn": 0.0}, domains=["dtd", "svhn"])
     ids, labels = predictions["dtd"]
     predictions["dtd"] = (ids[:940], labels[:940])  # half the dtd images unpredicted: wrong
     evaluation = evaluate(results_entries(predictions), labelled)
@@ -179,10 +157,9 @@ def test_partial_results_score_present_domains_and_report_missing_ones(labelled)
         evaluate(results_entries(predictions), labelled, require_full=True)
 
 
-@real_labels
-def test_other_splits_need_their_annotations_and_a_baseline(labelled):
+def test_other_splits_need_their_annotations_and_a_baseline(labelled, corrupt_predictions):
     with pytest.raises(ResultsError, match="no labelled val annotations"):
         evaluate(results_entries(small_predictions()), labelled, split="val")
-    predictions, _ = corrupt(labelled, {"dtd": 0.0}, domains=["dtd"])
+    predictions, _ = corrupt_predictions({"dtd": 0.0}, domains=["dtd"])
     own = evaluate(results_entries(predictions), labelled, baseline_errors={"dtd": 0.5})
     assert own.score.baseline == "custom" and own.score.total == 1000.0
