@@ -27,7 +27,7 @@ from decathlon.domains import SOURCE_DOMAIN, TARGET_DOMAINS
 from decathlon.engine import distributed
 from decathlon.engine.pretrain import BACKBONE_FILE, pretrain
 from decathlon.engine.trainer import JobSpec, run_job
-from decathlon.hparams import hparams
+from decathlon.hparams import hparams, pretrain_hparams
 from decathlon.manifest import read_manifest, split_entry
 from decathlon.methods import METHODS
 
@@ -85,8 +85,6 @@ def _known(overrides: dict, method: str, domain: str, preset: str) -> dict:
 
 def check_overrides(config: BenchmarkConfig) -> None:
     """Every override must mean something to pretraining or to one of the run's methods."""
-    from decathlon.hparams import pretrain_hparams
-
     known = set(pretrain_hparams(config.preset))
     for method in config.methods:
         known |= set(hparams(method, TARGET_DOMAINS[0], config.preset))
@@ -106,8 +104,6 @@ def check_data(config: BenchmarkConfig) -> dict:
 
 def _pretrain_overrides(config: BenchmarkConfig) -> dict:
     """Width (and other shared keys) overridden for the jobs apply to pretraining too."""
-    from decathlon.hparams import pretrain_hparams
-
     known = pretrain_hparams(config.preset)
     return {k: v for k, v in config.overrides.items() if k in known}
 

@@ -16,6 +16,7 @@ choice (the papers do not state them) and are marked so in the README.
 from __future__ import annotations
 
 import copy
+import json
 
 from decathlon.domains import get_domain
 
@@ -103,8 +104,6 @@ def pretrain_hparams(preset: str = "cpu_demo", overrides: dict | None = None) ->
 
 def parse_overrides(pairs: list | None) -> dict:
     """['lr=0.01', 'lr_milestones=[2,3]'] -> {'lr': 0.01, 'lr_milestones': [2, 3]} (JSON values)."""
-    import json
-
     result = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
