@@ -12,13 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from decathlon.benchmark import BenchmarkConfig, run_benchmark
-from decathlon.cli_collect import report
-from decathlon.domains import TARGET_DOMAINS, get_domain
+from decathlon.benchmark.plan import BenchmarkConfig, run_benchmark
+from decathlon.report.write import report
+from decathlon.data.domains import TARGET_DOMAINS, get_domain
 from decathlon.engine import distributed
 from decathlon.engine.checkpoint import CheckpointError
-from decathlon.hparams import PRESETS, parse_overrides
-from decathlon.manifest import ManifestError
+from decathlon.benchmark.hparams import PRESETS, parse_overrides
+from decathlon.data.manifest import ManifestError
 from decathlon.methods import METHODS, get_method
 
 

@@ -24,12 +24,8 @@ decathlon.{models, methods, hparams}. Writes ``results/bench/gpu_<gpu name>.json
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import json
-import os
-import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -38,9 +34,11 @@ from pathlib import Path
 
 import torch
 
-from decathlon.hparams import hparams
+from decathlon.benchmark.hparams import hparams
 from decathlon.methods import METHODS
+from bench_common import FixedDecisions, backbone_state, machine_info, slug, synchronize
 from decathlon.models import SpotTuneNet, resnet26
+from gpu_markdown import markdown
 
 DOMAIN = "cifar100"
 NUM_CLASSES = 100
@@ -69,11 +67,6 @@ class Settings:
 
 def elapsed() -> float:
     return time.perf_counter() - STARTED
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def reset_memory(device: torch.device) -> None:
@@ -121,11 +114,6 @@ def measure(fn, s: Settings, images: int) -> dict:
     return {"step_ms": 1e3 * median, "images_per_s": images / median, "steps": len(times)}
 
 
-def backbone_state(width: float) -> dict:
-    torch.manual_seed(0)
-    return resnet26(1, width).state_dict()
-
-
 def build_method(name: str, s: Settings):
     params = hparams(name, DOMAIN, "spottune_paper", {"width": s.width})
     torch.manual_seed(0)
@@ -148,16 +136,6 @@ def bench_training(name: str, batch: int, s: Settings) -> dict:
     result["peak_memory_gib"] = peak_gib(s.device)
     del method
     return result
-
-
-class FixedDecisions:
-    """Stands in for ``SpotTuneNet.decisions``: the same (N, blocks) matrix every call."""
-
-    def __init__(self, matrix: torch.Tensor):
-        self.matrix = matrix
-
-    def __call__(self, x, domain, mode):
-        return self.matrix
 
 
 @torch.no_grad()
@@ -247,24 +225,6 @@ def configure(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-
-
-def machine_info(device: torch.device) -> dict:
-    info = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "torch": torch.__version__, "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "device": str(device)}
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        info.update(gpu_name=torch.cuda.get_device_name(device), gpu_memory_gib=props.total_memory / 2**30,
-                    capability=f"{props.major}.{props.minor}", cuda=torch.version.cuda,
-                    cudnn=torch.backends.cudnn.version())
-    else:
-        info["gpu_name"] = "none (CPU smoke run)"
-    return info
-
-
 def run(s: Settings, log) -> dict:
     """Every part that fits in the budget; a part that fails or does not fit is recorded."""
     report = {"training": {}, "inference": {}, "compile": {}, "skipped": []}
@@ -299,56 +259,6 @@ def run(s: Settings, log) -> dict:
         if "step_ms" in compiled and "step_ms" in eager:
             compiled["speedup_over_eager"] = eager["step_ms"] / compiled["step_ms"]
     return report
-
-
-def fmt(value, spec: str, missing: str = "-") -> str:
-    return missing if value is None else format(value, spec)
-
-
-def markdown(report: dict) -> str:
-    m, s = report["machine"], report["settings"]
-    lines = [f"# GPU benchmark: {m['gpu_name']}", "",
-             f"{m['date']}; torch {m['torch']}" + (f", CUDA {m['cuda']}, cuDNN {m['cudnn']}" if "cuda" in m else "")
-             + f"; {report['elapsed_s']:.0f} s in all.", "",
-             f"ResNet-26 width {s['width']}, synthetic uint8 3x{s['size']}x{s['size']} images normalised on the "
-             f"device, bf16 autocast, channels_last; medians of timed steps after {s['warmup']} warm-up steps.", "",
-             "## Training (update(): forward, backward, SGD step)", "",
-             "| method | batch | step (ms) | images/s | peak memory (GiB) |", "|---|---:|---:|---:|---:|"]
-    training = report["training"]
-    for key, row in training.items():
-        if key.startswith("ratio"):
-            continue
-        name, batch = key.rsplit("_b", 1)
-        if "step_ms" in row:
-            lines.append(f"| {name} | {batch} | {row['step_ms']:.1f} | {row['images_per_s']:,.0f} | "
-                         f"{fmt(row['peak_memory_gib'], '.2f')} |")
-        else:
-            lines.append(f"| {name} | {batch} | {row.get('status')}: {row.get('error', '')} | | |")
-    for key, ratio in training.items():
-        if key.startswith("ratio"):
-            lines.append(f"\nspottune / finetune step time, batch {key[7:]}: **{ratio:.2f}x**")
-    lines += ["", "## Inference (SpotTuneNet, half of the decisions fine-tuned)", "",
-              "| batch | dense (ms) | routed (ms) | routed / dense | ResNet-26 (ms) | dense img/s | routed img/s |",
-              "|---:|---:|---:|---:|---:|---:|---:|"]
-    for key, row in report["inference"].items():
-        if "routed" in row:
-            lines.append(f"| {key[1:]} | {row['dense']['step_ms']:.1f} | {row['routed']['step_ms']:.1f} | "
-                         f"**{row['routed_over_dense']:.2f}x** | {row['resnet26']['step_ms']:.1f} | "
-                         f"{row['dense']['images_per_s']:,.0f} | {row['routed']['images_per_s']:,.0f} |")
-        else:
-            lines.append(f"| {key[1:]} | {row.get('status')}: {row.get('error', '')} | | | | | |")
-    if report["compile"]:
-        lines += ["", "## torch.compile (finetune)", ""]
-        for key, row in report["compile"].items():
-            if row.get("status") == "ok":
-                lines.append(f"- {key}: compile {row['compile_s']:.0f} s, then {row['step_ms']:.1f} ms/step, "
-                             f"{row['images_per_s']:,.0f} images/s, peak {fmt(row['peak_memory_gib'], '.2f')} GiB"
-                             + (f", {row['speedup_over_eager']:.2f}x eager" if "speedup_over_eager" in row else ""))
-            else:
-                lines.append(f"- {key}: {row.get('status')} {row.get('error', row.get('budget_s', ''))}")
-    if report["skipped"]:
-        lines += ["", "Skipped: " + "; ".join(report["skipped"])]
-    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:

@@ -4,7 +4,7 @@ Both sides deliver the same images as ready, normalised batches on --device:
 - jpeg: a torchvision.datasets-style Dataset (one JPEG per __getitem__, PIL decode,
   torchvision Resize / crop / flip / ToTensor / Normalize) in a torch DataLoader with
   --workers worker processes, as the SpotTune and residual-adapter codes do;
-- shards: decathlon.loader.ShardLoader (contiguous chunk reads, batched augmentation).
+- shards: decathlon.data.loader.ShardLoader (contiguous chunk reads, batched augmentation).
 Each side runs one untimed warm-up epoch (page cache, workers' imports), then the best of
 --repeats timed epochs is reported.
 
@@ -24,9 +24,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from decathlon.domains import ANNOTATION_FILES, get_domain, parse_domains
-from decathlon.loader import ShardLoader
-from decathlon.transforms import NETWORK_SIDE, augmentation_spec
+from decathlon.data.domains import ANNOTATION_FILES, get_domain, parse_domains
+from decathlon.data.loader import ShardLoader
+from decathlon.data.transforms import NETWORK_SIDE, augmentation_spec
 
 
 class JpegFolder(Dataset):
@@ -44,7 +44,7 @@ class JpegFolder(Dataset):
 
 
 def torchvision_pipeline(domain: str, protocol: str, train: bool) -> transforms.Compose:
-    """The PIL/torchvision equivalent of decathlon.transforms for one domain and protocol."""
+    """The PIL/torchvision equivalent of decathlon.data.transforms for one domain and protocol."""
     spec = augmentation_spec(domain, protocol, train)
     steps = [transforms.Resize(spec.resize_hw or NETWORK_SIDE)]
     if spec.random_crop:

@@ -23,29 +23,23 @@ whenever another process takes a core, and single calls then vary tenfold.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from decathlon.hparams import hparams
+from decathlon.benchmark.hparams import hparams
 from decathlon.methods import METHODS
+from bench_common import FixedDecisions, backbone_state, machine_info, synchronize
 from decathlon.models import SpotTuneNet, resnet26
 
 TRAIN_TARGET = 2.3      # spottune / finetune step time, at most
 ROUTED_TARGET = 0.7     # routed / dense inference time, at most
 DOMAIN = "cifar100"     # any domain: hparams are the cpu_demo preset's, width overridden
 NUM_CLASSES = 100
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(fn, device: torch.device) -> float:
@@ -90,11 +84,6 @@ def verdict(ratio: float, target: float) -> str:
     return "PASS" if ratio <= target else "MISS"
 
 
-def backbone_state(width: float) -> dict:
-    torch.manual_seed(0)
-    return resnet26(1, width).state_dict()
-
-
 def bench_training(args, device: torch.device) -> dict:
     state = backbone_state(args.width)
     methods = {}
@@ -108,16 +97,6 @@ def bench_training(args, device: torch.device) -> dict:
     times = interleaved({name: (lambda m=m: m.update(x, y)) for name, m in methods.items()},
                         device, args.warmup, args.rounds, args.steps)
     return compare(times, "finetune", "spottune", args.steps, TRAIN_TARGET)
-
-
-class FixedDecisions:
-    """Stands in for ``SpotTuneNet.decisions``: the same (N, blocks) matrix every call."""
-
-    def __init__(self, decisions: torch.Tensor):
-        self.matrix = decisions
-
-    def __call__(self, x, domain, mode):
-        return self.matrix
 
 
 def half_tuned_net(args, device: torch.device) -> tuple:
@@ -151,27 +130,6 @@ def bench_inference(args, device: torch.device) -> dict:
                         device, args.warmup, args.rounds, args.steps)
     return {**compare(times, "dense", "routed", args.steps, ROUTED_TARGET),
             "fraction_tuned": float(decisions.mean()), "max_abs_diff": max_diff}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info(device: torch.device) -> dict:
-    info = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()}
-    if hasattr(os, "getloadavg"):
-        info["load_average_1m_before"] = os.getloadavg()[0]
-    return info
 
 
 def markdown(report: dict) -> str:

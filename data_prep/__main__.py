@@ -5,10 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from decathlon.manifest import MANIFEST_NAME, ManifestError
 from data_prep.errors import PrepareError
 from data_prep.prepare import DEFAULT_SHARD_SIZE, prepare
 from data_prep.verify import verify
+from decathlon.data.manifest import MANIFEST_NAME, ManifestError
+from decathlon.resources import labels_test_zip
 
 SYNTHETIC_SOURCE = Path("data/synthetic-source")
 SYNTHETIC_OUT = Path("data/synthetic")
@@ -25,9 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help=f"output folder (default {SYNTHETIC_OUT} for synthetic data, "
                    f"{REAL_OUT} with --source)")
     p.add_argument("--domains", help="comma-separated domain names (default: all ten)")
-    p.add_argument("--test-labels", type=Path, help="zip or folder of labelled <domain>_test.json files "
-                   "(e.g. labels_test.zip); default: the test split keeps label -1, or, for synthetic "
-                   "data, the generated labels_test.zip")
+    p.add_argument("--test-labels", type=Path, help="zip or folder of labelled <domain>_test.json files; "
+                   "default: the public labels_test.zip this package ships (real data) or the generated "
+                   "one (synthetic data)")
+    p.add_argument("--no-test-labels", action="store_true",
+                   help="keep the test split unlabelled (label -1), as the devkit's stripped files are")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
     p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
                    help=f"images per shard (default {DEFAULT_SHARD_SIZE})")
@@ -43,7 +46,7 @@ def _prepare(args, parser) -> int:
     test_labels = args.test_labels
     if args.source is None:
         from data_prep.synthetic import LABELS_ZIP, generate
-        from decathlon.domains import parse_domains
+        from decathlon.data.domains import parse_domains
         try:
             domains = parse_domains(args.domains)
         except KeyError as err:
@@ -56,6 +59,11 @@ def _prepare(args, parser) -> int:
         parser.error("--seed and --scale apply only to synthetic data (no --source)")
     else:
         source, out = args.source, args.out or REAL_OUT
+        test_labels = test_labels or labels_test_zip()
+    if args.no_test_labels:
+        if args.test_labels:
+            parser.error("--test-labels and --no-test-labels exclude each other")
+        test_labels = None
     manifest = prepare(source, out, args.domains, test_labels, args.workers, args.shard_size,
                        progress=not args.quiet)
     splits = sum(len(entry["splits"]) for entry in manifest["domains"].values())

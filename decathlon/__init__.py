@@ -1,0 +1,1 @@
+"""The Visual Domain Decathlon suite: data, models, methods, engine, benchmark, scoring, reports."""

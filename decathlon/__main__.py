@@ -1,36 +1,6 @@
-"""Command line of the suite: `python -m decathlon <command> ...`.
-
-Each command lives in `decathlon/cli_<name>.py`, whose docstring's first line is its
-help and which exposes `add_arguments(parser)` and `run(args) -> exit code`. Adding a
-command is one name in COMMANDS; its module is imported when the parser is built, so
-heavy imports (torch) belong inside its `run`.
-"""
-from __future__ import annotations
-
-import argparse
-import importlib
+"""`python -m decathlon <command>`: the same as the `decathlon` console command."""
 import sys
 
-COMMANDS = ("pretrain", "train", "score", "collect")
+from decathlon.cli import main
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m decathlon", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        module = importlib.import_module(f"decathlon.cli_{name}")
-        summary = module.__doc__.strip().splitlines()[0]
-        command = commands.add_parser(name, help=summary, description=module.__doc__,
-                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(command)
-        command.set_defaults(run=module.run)
-    return parser
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+sys.exit(main())

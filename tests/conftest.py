@@ -4,13 +4,36 @@
 """
 from __future__ import annotations
 
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-# The public test labels (real data), in the shared/ folder beside the checkout.
-LABELS_TEST_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "labels_test.zip"
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_opened_beside_the_checkout():
+    """Fail the session if any test opened a file in the checkout's parent folder but
+    outside the checkout (a user's clone has nothing beside it), temporary files aside."""
+    outside, watching = [], [True]
+    parent, temp = CHECKOUT.parent, Path(tempfile.gettempdir()).resolve()
+
+    def watch(event, args):
+        if watching[0] and event == "open" and args and isinstance(args[0], (str, bytes, Path)):
+            path = Path(args[0].decode() if isinstance(args[0], bytes) else args[0]).absolute()
+            if path.is_relative_to(parent) and not path.is_relative_to(CHECKOUT) and not path.is_relative_to(temp):
+                outside.append(str(path))
+
+    sys.addaudithook(watch)  # audit hooks cannot be removed: the flag ends the watch
+    yield
+    watching[0] = False
+    assert not outside, f"tests opened files outside the checkout: {sorted(set(outside))[:5]}"
+
 
 TINY_DOMAINS = ("imagenet12", "dtd", "svhn")
 TINY_WIDTH = 0.125
@@ -41,22 +64,26 @@ def tiny_hparams():
 @pytest.fixture(scope="session")
 def tiny_backbone(tiny_decathlon, tiny_hparams, tmp_path_factory) -> Path:
     """A backbone pretrained for two epochs on the tiny imagenet12."""
+    from decathlon.benchmark.hparams import pretrain_hparams
     from decathlon.engine.pretrain import pretrain
 
     out = tmp_path_factory.mktemp("pretrain")
-    return pretrain(tiny_decathlon, out, "cpu_demo", tiny_hparams, device="cpu", progress=False)
+    return pretrain(tiny_decathlon, out, pretrain_hparams("cpu_demo", tiny_hparams), "cpu_demo", device="cpu",
+                    progress=False)
 
 
 @pytest.fixture(scope="session")
 def labels_test_zip() -> Path:
-    assert LABELS_TEST_ZIP.is_file(), f"{LABELS_TEST_ZIP}: the public test labels are missing"
-    return LABELS_TEST_ZIP
+    """The public test labels (real data) the package ships, sha256-checked."""
+    from decathlon.resources import labels_test_zip
+
+    return labels_test_zip()
 
 
 @pytest.fixture(scope="session")
 def public_test_labels(labels_test_zip) -> dict:
     """read_labelled_annotations of labels_test.zip, read once per session."""
-    from decathlon.annotations import read_labelled_annotations
+    from decathlon.data.annotations import read_labelled_annotations
 
     return read_labelled_annotations(labels_test_zip)
 
@@ -65,7 +92,7 @@ def public_test_labels(labels_test_zip) -> dict:
 def corrupt_predictions(public_test_labels):
     """corrupt(fraction_of, domains, seed) -> (predictions, accuracies): the true test labels
     with round(n * fraction) of them per domain changed to another class."""
-    from decathlon.domains import PAPER_ORDER, get_domain
+    from decathlon.data.domains import PAPER_ORDER, get_domain
 
     def corrupt(fraction_of, domains=PAPER_ORDER, seed=0):
         rng = np.random.default_rng(seed)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from decathlon.submission import validate_results
+from decathlon.scoring.submission import validate_results
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--methods", "finetune,spottune", "--domains", "dtd,svhn", "--no-progress",
@@ -65,7 +65,7 @@ def test_killed_run_resumes_skips_finished_jobs_and_collects(tiny_decathlon, tmp
                                          ["domains"][d]["splits"]["test"]["num_images"]
                                          for d in ("imagenet12", "dtd", "svhn"))
 
-    from decathlon.__main__ import main
+    from decathlon.cli import main
     assert main(["collect", str(out), "--out", str(tmp_path / "again")]) == 0
     for name in ("leaderboard.md", "scores.csv", "leaderboard.tex"):
         again = (tmp_path / "again" / name).read_text()

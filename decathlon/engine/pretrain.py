@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from decathlon.domains import SOURCE_DOMAIN
+from decathlon.data.domains import SOURCE_DOMAIN
 from decathlon.engine.checkpoint import save_backbone
 from decathlon.engine.trainer import JobSpec, run_job
-from decathlon.hparams import pretrain_hparams
 from decathlon.methods.plain import Scratch
 
 BACKBONE_FILE = "backbone.pt"
@@ -20,10 +19,10 @@ class Pretraining(Scratch):
         save_backbone(self.net, self.hparams["width"], Path(folder) / BACKBONE_FILE, domain=SOURCE_DOMAIN)
 
 
-def pretrain(data, out, preset="cpu_demo", overrides=None, seed=0, device="auto", compile=False,
-             progress=True, resume=False) -> Path:
-    """Train (or resume) the backbone and save <out>/backbone.pt; returns its path."""
-    hp = pretrain_hparams(preset, overrides)
+def pretrain(data, out, hp: dict, preset: str, seed=0, device="auto", compile=False, progress=True,
+             resume=False) -> Path:
+    """Train (or resume) the backbone with hyperparameters `hp` (of `preset`, recorded) and
+    save <out>/backbone.pt; returns its path."""
     spec = JobSpec("pretrain", SOURCE_DOMAIN, str(data), str(out), hp, seed=seed, device=device, compile=compile,
                    progress=progress, resume=resume, extra={"preset": preset})
     run_job(spec, Pretraining)

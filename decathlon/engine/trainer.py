@@ -21,8 +21,8 @@ from tqdm import tqdm
 from decathlon.engine import distributed
 from decathlon.engine.checkpoint import CheckpointError, check_resumable, load_backbone, load_checkpoint, save_atomic
 from decathlon.engine.evaluate import evaluate
-from decathlon.loader import ShardLoader
-from decathlon.manifest import read_manifest, split_entry, write_json_atomic
+from decathlon.data.loader import ShardLoader
+from decathlon.data.manifest import read_manifest, split_entry, write_json_atomic
 from decathlon.methods import get_method
 from decathlon.models import resnet26
 

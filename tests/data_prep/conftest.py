@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from decathlon.domains import ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, get_domain
+from decathlon.data.domains import ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, get_domain
+from decathlon.resources import labels_test_zip
 
-LABELS_ZIP = Path(__file__).resolve().parents[3] / "shared" / "data" / "labels_test.zip"
 # Test positions sampled per domain; aircraft and dtd include their 73-px images.
 SAMPLES = {
     "aircraft": [*range(17), 1276, 3195, 3255],
@@ -82,7 +82,7 @@ def _made_up_split(domain: str, split: str, first_k: int, sizes: list, categorie
 def build_devkit(parent: Path) -> DevkitFixture:
     root = parent / "decathlon-1.0"
     files, labelled = {}, {}
-    with zipfile.ZipFile(LABELS_ZIP) as archive:
+    with zipfile.ZipFile(labels_test_zip()) as archive:
         for domain, positions in SAMPLES.items():
             real = json.loads(archive.read(f"{domain}_test.json"))
             images = [real["images"][i] for i in positions]

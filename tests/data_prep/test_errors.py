@@ -137,7 +137,7 @@ def test_fixed_input_resumes_from_the_completed_shards(devkit, pristine, leftove
 def test_cli_prints_the_error_and_exits_2(devkit, tmp_path, capsys):
     (devkit.root / "data/dtd/val/000002.jpg").unlink()
     assert main(["prepare", "--source", str(devkit.parent), "--out", str(tmp_path / "out"),
-                 "--domains", "dtd", "--quiet"]) == 2
+                 "--domains", "dtd", "--no-test-labels", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: missing JPEG ") and "dtd_val.json: data/dtd/val/000002.jpg" in err
     assert "Traceback" not in err

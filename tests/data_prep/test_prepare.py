@@ -12,7 +12,7 @@ from data_prep.errors import PrepareError
 from data_prep.prepare import prepare
 from data_prep.shards import ShardWriter
 from data_prep.verify import verify
-from decathlon.domains import SPLITS, get_domain
+from decathlon.data.domains import SPLITS, get_domain
 
 
 def _expected_image(path, hw):
@@ -105,11 +105,23 @@ def test_test_labels_must_list_the_same_images(devkit, tmp_path):
 def test_cli_prepare_then_verify(pristine, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["prepare", "--source", str(pristine.root), "--out", str(out), "--domains", "dtd",
-                 "--workers", "1", "--shard-size", "4", "--quiet"]) == 0
+                 "--workers", "1", "--shard-size", "4", "--no-test-labels", "--quiet"]) == 0
     assert main(["verify", str(out)]) == 0
     assert "ok       dtd/test: 20 images in 5 shards (no labels)" in capsys.readouterr().out
     assert main(["prepare", "--source", str(tmp_path / "nowhere"), "--out", str(out), "--quiet"]) == 2
     assert "source folder not found" in capsys.readouterr().err
+
+
+def test_cli_attaches_the_packaged_test_labels_by_default(pristine, tmp_path, capsys):
+    """Real data gets the public labels_test.zip the package ships unless told otherwise; the
+    fixture's test split is a sample of the real one, so the packaged file is refused by name."""
+    out = tmp_path / "out"
+    assert main(["prepare", "--source", str(pristine.root), "--out", str(out), "--domains", "dtd", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "decathlon/resources/labels_test.zip!dtd_test.json does not list the same images" in err
+    with pytest.raises(SystemExit):
+        main(["prepare", "--source", str(pristine.root), "--test-labels", "x.zip", "--no-test-labels"])
+    assert "exclude each other" in capsys.readouterr().err
 
 
 def test_cli_without_source_prepares_synthetic_data(tmp_path, monkeypatch, capsys):

@@ -18,8 +18,8 @@ from pycocotools.coco import COCO
 
 from data_prep import synthetic
 from data_prep.synthetic import LABELS_ZIP, MARKER_FILE, generate, image_size, split_sizes
-from decathlon.annotations import parse_annotations
-from decathlon.domains import (ANNOTATION_FILES, DOMAIN_NAMES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR,
+from decathlon.data.annotations import parse_annotations
+from decathlon.data.domains import (ANNOTATION_FILES, DOMAIN_NAMES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR,
                                LABELLED_TEST_FILE, SPLIT_INDEX, SPLITS, get_domain)
 
 TINY = 0.01  # every split falls to its floor of a few images per class

@@ -8,7 +8,7 @@ import torch
 from decathlon.engine import trainer
 from decathlon.engine.checkpoint import CheckpointError
 from decathlon.engine.trainer import JobSpec, run_job
-from decathlon.hparams import hparams
+from decathlon.benchmark.hparams import hparams
 
 
 def _spec(tiny_decathlon, tiny_backbone, tiny_hparams, out, method="spottune", **changes):
@@ -84,7 +84,7 @@ def test_backbone_of_another_width_is_refused(tiny_decathlon, tiny_backbone, tin
 
 
 def test_missing_shards_and_missing_backbone_are_clear(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
-    from decathlon.manifest import ManifestError
+    from decathlon.data.manifest import ManifestError
 
     with pytest.raises(ManifestError, match="no manifest here"):
         run_job(_spec(tmp_path, tiny_backbone, tiny_hparams, tmp_path / "a"))
@@ -98,7 +98,7 @@ def test_missing_shards_and_missing_backbone_are_clear(tiny_decathlon, tiny_back
 
 def test_spottune_jobs_assemble_into_one_multi_domain_model(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
     from decathlon.engine.assemble import assemble_spottune
-    from decathlon.loader import ShardLoader
+    from decathlon.data.loader import ShardLoader
 
     jobs = {}
     for domain, method in (("dtd", "spottune"), ("svhn", "spottune")):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from decathlon.hparams import hparams
+from decathlon.benchmark.hparams import hparams
 from decathlon.methods import METHODS, get_method
 from decathlon.models import resnet26
 

@@ -1,0 +1,133 @@
+"""The whole benchmark as a plan of jobs: pretrain once, then (method, domain, seed) jobs.
+
+Folders are named from the settings, so rerunning the same command finds its own work:
+
+    <out>/pretrain/<preset>[-h<hash>]-seed0/              the shared backbone
+    <out>/jobs/<preset>-<protocol>[-h<hash>]/<method>/<domain>/seed<k>/
+
+(`-h<hash>` appears when hyperparameters were overridden.) A folder with `done` is
+skipped; one with a checkpoint is resumed; the others start fresh.
+
+Under torchrun, pretraining (one large job, imagenet12) runs data-parallel over all
+ranks; the many small per-domain jobs are spread over the ranks, one whole job per
+process. Small Decathlon domains (a few thousand images) gain little from DDP, whose
+per-step synchronisation costs more there than it saves, while independent jobs scale
+perfectly and keep each job's result identical to a single-process run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from decathlon.data.domains import SOURCE_DOMAIN, TARGET_DOMAINS
+from decathlon.engine import distributed
+from decathlon.engine.pretrain import BACKBONE_FILE, pretrain
+from decathlon.engine.trainer import JobSpec, run_job
+from decathlon.benchmark.hparams import hparams, pretrain_hparams
+from decathlon.data.manifest import read_manifest, split_entry
+from decathlon.methods import METHODS
+
+
+@dataclass
+class BenchmarkConfig:
+    data: str = "data/synthetic"
+    out: str | None = None
+    methods: tuple = tuple(METHODS)
+    domains: tuple = TARGET_DOMAINS
+    preset: str = "cpu_demo"
+    protocol: str = "train"
+    seeds: int = 1
+    device: str = "auto"
+    overrides: dict = field(default_factory=dict)
+    compile: bool = False
+    progress: bool = True
+
+
+def _override_tag(overrides: dict) -> str:
+    if not overrides:
+        return ""
+    digest = hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+    return f"-h{digest}"
+
+
+def default_out(config: BenchmarkConfig, synthetic: bool) -> str:
+    return f"runs/{config.preset}-{'synthetic' if synthetic else 'real'}"
+
+
+def pretrain_folder(config: BenchmarkConfig) -> Path:
+    return Path(config.out) / "pretrain" / f"{config.preset}{_override_tag(config.overrides)}-seed0"
+
+
+def plan_jobs(config: BenchmarkConfig, backbone: Path) -> list:
+    """Every (method, domain, seed) job of the run, in a fixed order."""
+    group = Path(config.out) / "jobs" / f"{config.preset}-{config.protocol}{_override_tag(config.overrides)}"
+    jobs = []
+    for seed in range(config.seeds):
+        for method in config.methods:
+            for domain in config.domains:
+                hp = hparams(method, domain, config.preset, _known(config.overrides, method, domain, config.preset))
+                jobs.append(JobSpec(method, domain, config.data, str(group / method / domain / f"seed{seed}"), hp,
+                                    protocol=config.protocol, seed=seed, backbone=str(backbone),
+                                    device=config.device, compile=config.compile, progress=config.progress,
+                                    resume=True, data_parallel=False, extra={"preset": config.preset}))
+    return jobs
+
+
+def _known(overrides: dict, method: str, domain: str, preset: str) -> dict:
+    """The overrides that apply to this method (e.g. policy_lr only to SpotTune variants)."""
+    known = hparams(method, domain, preset)
+    return {k: v for k, v in overrides.items() if k in known}
+
+
+def check_overrides(config: BenchmarkConfig) -> None:
+    """Every override must mean something to pretraining or to one of the run's methods."""
+    known = set(pretrain_hparams(config.preset))
+    for method in config.methods:
+        known |= set(hparams(method, TARGET_DOMAINS[0], config.preset))
+    unknown = sorted(set(config.overrides) - known)
+    if unknown:
+        raise KeyError(f"unknown hyperparameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
+def check_data(config: BenchmarkConfig) -> dict:
+    """The manifest, after checking that every domain the run needs is prepared."""
+    manifest = read_manifest(config.data)
+    for domain in (SOURCE_DOMAIN, *config.domains):
+        split_entry(manifest, config.data, domain, "train")
+        split_entry(manifest, config.data, domain, "val")
+    return manifest
+
+
+def _pretrain_overrides(config: BenchmarkConfig) -> dict:
+    """Width (and other shared keys) overridden for the jobs apply to pretraining too."""
+    known = pretrain_hparams(config.preset)
+    return {k: v for k, v in config.overrides.items() if k in known}
+
+
+def run_benchmark(config: BenchmarkConfig) -> list:
+    """Pretrain (or reuse) the backbone, then run or resume every job; returns the job folders."""
+    check_overrides(config)
+    ctx = distributed.init(config.device)
+    manifest = check_data(config)
+    config.out = config.out or default_out(config, manifest["synthetic"])
+    backbone_dir = pretrain_folder(config)
+    if not (backbone_dir / "done").is_file():
+        if ctx.is_main:
+            print(f"pretraining the backbone on {SOURCE_DOMAIN} -> {backbone_dir}")
+        hp = pretrain_hparams(config.preset, _pretrain_overrides(config))
+        pretrain(config.data, backbone_dir, hp, config.preset, 0, config.device,
+                 config.compile, config.progress, resume=True)
+    jobs = plan_jobs(config, backbone_dir / BACKBONE_FILE)
+    mine = jobs[ctx.rank::ctx.world_size]
+    bar = tqdm(mine, desc=f"jobs (rank {ctx.rank})" if ctx.distributed else "jobs", unit="job",
+               disable=not config.progress)
+    for spec in bar:
+        bar.set_postfix_str(f"{spec.method}/{spec.domain}/seed{spec.seed}")
+        if not (Path(spec.out) / "done").is_file():
+            run_job(spec)
+    distributed.barrier(ctx)
+    return [Path(spec.out) for spec in jobs]

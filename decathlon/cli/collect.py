@@ -1,0 +1,34 @@
+"""Rebuild tables, plots and submission files of benchmark runs from their job records alone.
+
+Reads the finished job folders of each RUN_DIR (final.json, record.jsonl,
+predictions_*.npz; no data, no training code) and writes into --out:
+leaderboard.md, leaderboard.tex, scores.csv, plots/*.png and
+submissions/<preset>-<protocol>/results_<method>_seed<k>.json. Prints the markdown
+leaderboard, which ends with the list of unfinished jobs (never counted).
+Exit code 2 when a RUN_DIR is missing or holds no job folders.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+PROG = "decathlon collect"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="benchmark run folder (holding pretrain/ and jobs/); several are pooled")
+    parser.add_argument("--out", type=Path,
+                        help="output folder (default: results/<name of the first RUN_DIR>)")
+
+
+def run(args) -> int:
+    from decathlon.report.collect import CollectError
+    from decathlon.report.write import report
+
+    try:
+        report(args.run_dirs, args.out or Path("results") / args.run_dirs[0].resolve().name)
+    except CollectError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    return 0

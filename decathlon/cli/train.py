@@ -1,0 +1,67 @@
+"""Train one method on one domain from the pretrained backbone, then evaluate it.
+
+Writes the job folder: record.jsonl (one line per epoch), checkpoint.pt (each epoch,
+atomically), predictions_<split>.npz, final.json and a `done` marker. An interrupted
+job continues with --resume. Runs data-parallel under torchrun.
+"""
+from __future__ import annotations
+
+import sys
+
+from decathlon.data.domains import DOMAIN_NAMES
+from decathlon.benchmark.hparams import PRESETS
+
+
+def add_common_arguments(parser) -> None:
+    """Arguments shared with `pretrain`."""
+    parser.add_argument("--data", default="data/synthetic", help="prepared shard folder (default: %(default)s)")
+    parser.add_argument("--out", required=True, help="job folder")
+    parser.add_argument("--preset", default="cpu_demo", choices=PRESETS, help="hyperparameter preset")
+    parser.add_argument("--hparam", action="append", metavar="KEY=VALUE",
+                        help="override one hyperparameter (JSON value); repeatable")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--resume", action="store_true", help="continue from the job's last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_arguments(parser) -> None:
+    from decathlon.methods import METHODS
+
+    parser.add_argument("--method", required=True, choices=list(METHODS))
+    parser.add_argument("--domain", required=True, choices=DOMAIN_NAMES)
+    parser.add_argument("--backbone", help="pretrained backbone.pt (from `python -m decathlon pretrain`)")
+    parser.add_argument("--protocol", default="train", choices=("train", "trainval"),
+                        help="fit on train (score val and test) or on train+val (score test); recorded")
+    add_common_arguments(parser)
+
+
+def run_guarded(job) -> int:
+    """Run `job()`, turning the errors a user can fix into one clean line and exit 2."""
+    from decathlon.engine.checkpoint import CheckpointError
+    from decathlon.data.manifest import ManifestError
+
+    try:
+        job()
+    except (ManifestError, CheckpointError, KeyError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(args) -> int:
+    from decathlon.engine.trainer import JobSpec, run_job
+    from decathlon.benchmark.hparams import hparams, parse_overrides
+
+    def job():
+        hp = hparams(args.method, args.domain, args.preset, parse_overrides(args.hparam))
+        final = run_job(JobSpec(args.method, args.domain, args.data, args.out, hp, protocol=args.protocol,
+                                seed=args.seed, backbone=args.backbone, device=args.device, compile=args.compile,
+                                progress=not args.no_progress, resume=args.resume, extra={"preset": args.preset}))
+        for split, result in final["splits"].items():
+            if result["accuracy"] is not None:
+                print(f"{args.method} on {args.domain}: {split} accuracy {100 * result['accuracy']:.2f}%")
+
+    return run_guarded(job)

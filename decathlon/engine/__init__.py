@@ -1,0 +1,1 @@
+"""Training and evaluation of jobs: the loop, checkpoints, resume, torchrun/DDP."""

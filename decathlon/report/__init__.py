@@ -1,0 +1,1 @@
+"""Results collected from job records alone: leaderboards, tables, plots, submission files."""

@@ -1,0 +1,187 @@
+"""Read the job folders of benchmark runs into tidy tables (DomainBed's collect_results).
+
+Training and collecting are separate: this module reads only what finished jobs left
+on disk (`done`, `final.json`, `record.jsonl`) and never imports the training code,
+so results can be rebuilt on any machine from a copied run folder. Layout read:
+
+    <run>/pretrain/<preset>-seed<k>/                                 the backbone (imagenet12)
+    <run>/jobs/<preset>-<protocol>/<method>/<domain>/seed<k>/        one per method, domain, seed
+
+A folder without `done` (or with an unreadable `final.json`) is reported in
+`Collection.incomplete` and never counted. Jobs of several run folders are pooled.
+Aggregation into leaderboards is in `decathlon.report.leaderboard`, writers in
+`decathlon.report.tables`, `decathlon.report.plots` and `decathlon.report.submissions`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from decathlon.data.domains import PAPER_ORDER, SOURCE_DOMAIN
+
+PRETRAIN_METHOD = "pretrain"
+BASELINE_METHOD = "finetune"   # the run's own baseline of S where the published one does not apply
+EVAL_SPLITS = ("val", "test")
+JOB_PATTERNS = ("pretrain/*", "jobs/*/*/*/seed*")
+
+JOB_COLUMNS = ["path", "preset", "protocol", "method", "eval_policy", "variant", "domain", "seed",
+               "synthetic", "val_accuracy", "test_accuracy", "val_images", "test_images",
+               "stored_total", "stored_classifier", "reference_parameters"]
+INCOMPLETE_COLUMNS = ["path", "method", "domain", "reason"]
+CURVE_COLUMNS = ["path", "preset", "protocol", "synthetic", "variant", "domain", "seed",
+                 "epoch", "train_loss", "val_accuracy", "test_accuracy"]
+POLICY_COLUMNS = ["preset", "protocol", "synthetic", "variant", "split", "domain", "seed", "block", "fraction"]
+
+
+class CollectError(ValueError):
+    """A run folder that cannot be collected (missing, or holding no job folders)."""
+
+
+@dataclass(frozen=True)
+class Collection:
+    """Everything the writers need, read from the job folders alone.
+
+    jobs: one row per finished job (pretraining included, method "pretrain"), sorted.
+      Accuracies are fractions (NaN where a split was not scored or has no labels);
+      `variant` is the table row label: the method, plus its evaluation policy when
+      the job records one (SpotTune variants: argmax or sampled decisions differ).
+    incomplete: unfinished or unreadable job folders (path, method, domain, reason).
+    curves: one row per job and epoch of record.jsonl (accuracies as fractions).
+    policy: SpotTune's policy usage, one row per job, split and residual block (1-based).
+    """
+    run_dirs: tuple
+    jobs: pd.DataFrame
+    incomplete: pd.DataFrame
+    curves: pd.DataFrame
+    policy: pd.DataFrame
+
+    def targets(self) -> pd.DataFrame:
+        """Finished jobs of methods on target domains (what the tables rank); a method's own
+        job on imagenet12, if any, is left out: that column is the pretraining job's."""
+        jobs = self.jobs
+        return jobs[(jobs["method"] != PRETRAIN_METHOD) & (jobs["domain"] != SOURCE_DOMAIN)]
+
+    def pretraining(self) -> pd.DataFrame:
+        """Finished pretraining jobs: the imagenet12 column of every method."""
+        return self.jobs[self.jobs["method"] == PRETRAIN_METHOD]
+
+
+def variant_name(method: str, eval_policy: str | None) -> str:
+    return method if eval_policy is None else f"{method} (eval {eval_policy})"
+
+
+def collect(run_dirs) -> Collection:
+    """Read every job folder under the given run folders; see the module docstring."""
+    run_dirs = tuple(Path(run) for run in ([run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs))
+    if not run_dirs:
+        raise CollectError("no run folder given")
+    jobs, incomplete, curves, policy = [], [], [], []
+    for run in run_dirs:
+        if not run.is_dir():
+            raise CollectError(f"{run}: not a folder")
+        folders = sorted({p for pattern in JOB_PATTERNS for p in run.glob(pattern) if p.is_dir()})
+        if not folders:
+            raise CollectError(f"{run}: no job folders (expected pretrain/<preset>-seed<k>/ or "
+                               f"jobs/<preset>-<protocol>/<method>/<domain>/seed<k>/)")
+        for folder in folders:
+            final, reason = _read_final(folder)
+            if final is None:
+                incomplete.append(dict(zip(INCOMPLETE_COLUMNS, (str(folder), *_identity_from_path(folder), reason))))
+                continue
+            job = _job_row(folder, final)
+            jobs.append(job)
+            curves += _curve_rows(folder, job)
+            policy += _policy_rows(final, job)
+    return Collection(run_dirs, _sorted(pd.DataFrame(jobs, columns=JOB_COLUMNS)),
+                      pd.DataFrame(incomplete, columns=INCOMPLETE_COLUMNS),
+                      pd.DataFrame(curves, columns=CURVE_COLUMNS), pd.DataFrame(policy, columns=POLICY_COLUMNS))
+
+
+def _sorted(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Jobs in a fixed order (preset, protocol, method, paper domain order, seed, path)."""
+    rank = jobs["domain"].map({d: i for i, d in enumerate(PAPER_ORDER)}).fillna(len(PAPER_ORDER))
+    order = jobs.assign(_rank=rank).sort_values(["preset", "protocol", "variant", "_rank", "seed", "path"],
+                                                kind="stable").index
+    return jobs.loc[order].reset_index(drop=True)
+
+
+def _read_final(folder: Path) -> tuple:
+    """(final.json as a dict, None) for a finished job, else (None, why it is not counted)."""
+    if not (folder / "done").is_file():
+        record = folder / "record.jsonl"
+        epochs = sum(1 for line in record.read_text().splitlines() if line.strip()) if record.is_file() else 0
+        return None, f"unfinished: no done marker ({epochs} epoch(s) recorded)" if epochs else "not started"
+    try:
+        final = json.loads((folder / "final.json").read_text())
+    except FileNotFoundError:
+        return None, "done marker but no final.json"
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return None, f"final.json is not valid JSON ({err})"
+    if not (isinstance(final, dict) and isinstance(final.get("spec"), dict) and "method" in final["spec"]
+            and "domain" in final["spec"] and isinstance(final.get("splits"), dict)):
+        return None, "final.json lacks spec.method, spec.domain or splits"
+    return final, None
+
+
+def _identity_from_path(folder: Path) -> tuple:
+    """(method, domain) of a job folder that has no readable final.json."""
+    if folder.parent.name == "pretrain":
+        return PRETRAIN_METHOD, SOURCE_DOMAIN
+    return folder.parent.parent.name, folder.parent.name
+
+
+def _preset_protocol_from_path(folder: Path) -> tuple:
+    """(preset, protocol) from the folder names, for records that lack them."""
+    if folder.parent.name == "pretrain":
+        return folder.name.rsplit("-seed", 1)[0], "train"
+    preset, _, protocol = folder.parent.parent.parent.name.rpartition("-")
+    return preset, protocol
+
+
+def _job_row(folder: Path, final: dict) -> dict:
+    spec, splits = final["spec"], final["splits"]
+    path_preset, path_protocol = _preset_protocol_from_path(folder)
+    eval_policy = spec.get("hparams", {}).get("eval_policy")
+    stored = final.get("stored_parameters", {})
+    row = {"path": str(folder), "preset": (spec.get("extra") or {}).get("preset", path_preset),
+           "protocol": spec.get("protocol", path_protocol), "method": spec["method"],
+           "eval_policy": eval_policy, "variant": variant_name(spec["method"], eval_policy),
+           "domain": spec["domain"], "seed": int(spec.get("seed", 0)), "synthetic": bool(final.get("synthetic")),
+           "stored_total": stored.get("total"), "stored_classifier": stored.get("classifier"),
+           "reference_parameters": final.get("reference_parameters")}
+    for split in EVAL_SPLITS:
+        entry = splits.get(split) or {}
+        accuracy = entry.get("accuracy")
+        row[f"{split}_accuracy"] = float("nan") if accuracy is None else float(accuracy)
+        row[f"{split}_images"] = entry.get("num_images")
+    return row
+
+
+def _curve_rows(folder: Path, job: dict) -> list:
+    """One row per epoch of record.jsonl; a torn last line (a killed writer) is skipped."""
+    record = folder / "record.jsonl"
+    if not record.is_file():
+        return []
+    rows = []
+    for line in record.read_text().splitlines():
+        try:
+            epoch = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        rows.append({**{key: job[key] for key in CURVE_COLUMNS if key in job},
+                     **{key: epoch.get(key) for key in ("epoch", "train_loss", "val_accuracy", "test_accuracy")}})
+    return rows
+
+
+def _policy_rows(final: dict, job: dict) -> list:
+    """Fraction of images taking the fine-tuned path of each block, per scored split."""
+    rows = []
+    for split, entry in sorted(final["splits"].items()):
+        usage = ((entry or {}).get("stats") or {}).get("policy_usage")
+        for block, fraction in enumerate(usage or (), start=1):
+            rows.append({**{key: job[key] for key in POLICY_COLUMNS if key in job},
+                         "split": split, "block": block, "fraction": float(fraction)})
+    return rows

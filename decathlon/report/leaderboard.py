@@ -1,0 +1,163 @@
+"""Leaderboards: one table per (data kind, preset, protocol, split) of a Collection.
+
+A table ranks method variants by per-domain top-1 accuracy (%), their mean over
+domains, the Decathlon score S and #par, each as mean and standard error over seeds
+(s.e. = std / sqrt(n), only when n > 1). Rules, following the papers' tables:
+- ImNet is the pretraining job's accuracy for every method (they share its backbone).
+- Per seed first, then over seeds: a seed's mean and S use that seed's domains (plus
+  ImNet); #par = 1 (the shared backbone) + sum over target domains of the domain's
+  stored parameters without classifier, in units of one ResNet-26 at the job's width.
+- S: on real test data against the published Finetune test errors; on val or on
+  synthetic data against THIS run's finetune errors (mean over seeds per domain), since
+  the published errors are of another split or data. Without finetune jobs S is n/a.
+- On real test data the published rows stand beside ours (source "published").
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from baselines import published_results
+from decathlon.report.collect import BASELINE_METHOD, Collection
+from decathlon.data.domains import PAPER_ORDER, SOURCE_DOMAIN, get_domain
+from decathlon.scoring.s_score import published_baseline_errors, s_score
+
+SUMMARY_METRICS = ("mean", "S", "#par")
+CELL_COLUMNS = ["method", "source", "metric", "mean", "se", "n"]
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """One table. `cells` is tidy: method, source ('ours' or 'published'), metric (a domain
+    folder name, 'mean', 'S' or '#par'), mean, se, n (seeds; <NA> for published rows).
+    Accuracies and their mean are in percent."""
+    synthetic: bool
+    preset: str
+    protocol: str
+    split: str
+    cells: pd.DataFrame
+    baseline: str            # the caption line saying which baseline S used, or why S is n/a
+    missing_domains: tuple   # paper-order domains with no result of ours (empty cells)
+    notes: tuple             # other caveats worth a line under the table
+
+    @property
+    def data_label(self) -> str:
+        return "SYNTHETIC" if self.synthetic else "real"
+
+    @property
+    def title(self) -> str:
+        return f"{self.data_label} data · preset {self.preset} · protocol {self.protocol} · split {self.split}"
+
+    @property
+    def slug(self) -> str:
+        """File-name form of the table's identity."""
+        return f"{'synthetic-' if self.synthetic else ''}{self.preset}-{self.protocol}-{self.split}"
+
+    def methods(self, source: str | None = None) -> list:
+        """Row labels in table order (ours first), optionally of one source only."""
+        cells = self.cells if source is None else self.cells[self.cells["source"] == source]
+        return list(dict.fromkeys(cells["method"]))
+
+    def value(self, method: str, metric: str, field: str = "mean"):
+        """One number of the table (NaN when the cell is empty)."""
+        hit = self.cells[(self.cells["method"] == method) & (self.cells["metric"] == metric)]
+        return hit[field].iloc[0] if len(hit) else float("nan")
+
+
+def leaderboards(collection: Collection) -> list:
+    """Every table of the collection: split val for protocol train, test where labelled."""
+    boards = []
+    targets = collection.targets()
+    for (synthetic, preset, protocol), group in targets.groupby(["synthetic", "preset", "protocol"], sort=True):
+        splits = ["val"] if protocol == "train" and group["val_accuracy"].notna().any() else []
+        splits += ["test"] if group["test_accuracy"].notna().any() else []
+        for split in splits:
+            boards.append(_leaderboard(collection, group, bool(synthetic), preset, protocol, split))
+    return boards
+
+
+def _leaderboard(collection, group, synthetic, preset, protocol, split) -> Leaderboard:
+    column = f"{split}_accuracy"
+    pretraining = collection.pretraining()
+    source = pretraining[(pretraining["preset"] == preset) & (pretraining["synthetic"] == synthetic)][column].dropna()
+    scored = group[group[column].notna()]
+    published = split == "test" and not synthetic
+    errors, baseline = _baseline_errors(scored, column, source, published, split)
+    cells, notes = [], []
+    for variant in sorted(scored["variant"].unique(), key=lambda v: (v != BASELINE_METHOD, v)):
+        jobs = scored[scored["variant"] == variant]
+        cells += _variant_cells(variant, jobs, column, source, errors, notes)
+    if published:
+        cells += _published_cells()
+    if source.empty:
+        notes.append(f"no finished pretraining job of preset {preset} scored on {split}: ImNet is empty "
+                     "and not part of the mean or S")
+    have = set(scored["domain"]) | ({SOURCE_DOMAIN} if len(source) else set())
+    table = pd.DataFrame(cells, columns=CELL_COLUMNS).astype({"n": "Int64"})
+    return Leaderboard(synthetic, preset, protocol, split, table, baseline,
+                       tuple(d for d in PAPER_ORDER if d not in have), tuple(notes))
+
+
+def _baseline_errors(scored, column, source, published, split) -> tuple:
+    """({domain: baseline error} or None, the caption line saying which)."""
+    if published:
+        return published_baseline_errors(), ("S baseline: the published Finetune test errors "
+                                              "(ImNet scored with the pretraining job's accuracy).")
+    finetune = scored[scored["method"] == BASELINE_METHOD]
+    if finetune.empty:
+        return None, (f"S: n/a, this run has no {BASELINE_METHOD} jobs scored on {split}, and on val or "
+                      "synthetic data S needs the run's own finetune errors as its baseline.")
+    errors = (1.0 - finetune.groupby("domain")[column].mean()).to_dict()
+    if len(source):
+        errors[SOURCE_DOMAIN] = 1.0 - float(source.mean())
+    return errors, (f"S baseline: this run's own {BASELINE_METHOD} {split} errors (mean over seeds per domain; "
+                    "ImNet: the pretraining job), NOT the published test baseline.")
+
+
+def _cell(method: str, metric: str, values, scale: float = 1.0) -> dict:
+    values = np.asarray(values, np.float64) * scale
+    n = len(values)
+    se = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return {"method": method, "source": "ours", "metric": metric, "mean": float(values.mean()), "se": se, "n": n}
+
+
+def _variant_cells(variant: str, jobs: pd.DataFrame, column: str, source: pd.Series, errors, notes: list) -> list:
+    cells = [_cell(variant, SOURCE_DOMAIN, source, 100.0)] if len(source) else []
+    cells += [_cell(variant, domain, jobs.loc[jobs["domain"] == domain, column], 100.0)
+              for domain in PAPER_ORDER if domain in set(jobs["domain"])]
+    per_seed = {seed: dict(zip(seed_jobs["domain"], seed_jobs[column])) for seed, seed_jobs in jobs.groupby("seed")}
+    if len({frozenset(acc) for acc in per_seed.values()}) > 1:
+        counts = ", ".join(f"seed {seed}: {len(acc)}" for seed, acc in per_seed.items())
+        notes.append(f"{variant}: seeds cover different domains ({counts}); each seed's mean, S and #par "
+                     "are over its own domains")
+    if len(source):
+        per_seed = {seed: {**acc, SOURCE_DOMAIN: float(source.mean())} for seed, acc in per_seed.items()}
+    cells.append(_cell(variant, "mean", [np.mean(list(acc.values())) for acc in per_seed.values()], 100.0))
+    if errors is not None:
+        unscored = [get_domain(d).short for d in PAPER_ORDER if d in set(jobs["domain"]) and d not in errors]
+        if unscored:
+            notes.append(f"{variant}: S leaves out {', '.join(unscored)} (no {BASELINE_METHOD} baseline there)")
+        if len(unscored) < jobs["domain"].nunique():
+            cells.append(_cell(variant, "S", [s_score({d: a for d, a in acc.items() if d in errors},
+                                                      baseline_errors=errors).total
+                                              for acc in per_seed.values()]))
+    own = (jobs["stored_total"] - jobs["stored_classifier"]) / jobs["reference_parameters"]
+    if own.notna().all():
+        cells.append(_cell(variant, "#par", 1.0 + own.groupby(jobs["seed"]).sum()))
+    return cells
+
+
+def _published_cells() -> list:
+    """The published rows (REFERENCE.md section 2), one value per cell, no seeds."""
+    cells = []
+    for _, row in published_results().iterrows():
+        method = f"{row['method']} (published)"
+        values = {d: float(row[d]) for d in PAPER_ORDER}
+        values.update({"mean": float(np.mean(list(values.values()))), "S": float(row["S"]),
+                       "#par": float(row["params_x_resnet26"])})
+        cells += [{"method": method, "source": "published", "metric": metric, "mean": value,
+                   "se": float("nan"), "n": None} for metric, value in values.items()]
+    return cells

@@ -1,0 +1,165 @@
+"""Figures of a collected run (PNG, readable without the code), all under <out>/plots/.
+
+- accuracy_<table>.png: per-domain top-1 accuracy, grouped bars per method (s.e. bars).
+- policy_<table>_<variant>.png: SpotTune's policy, domain x residual block, the fraction
+  of images taking the fine-tuned block (mean over seeds), one per variant with usage.
+- s_vs_par_<table>.png: S against #par per method; published rows as squares (real test).
+- curves_<preset>-<protocol>-<variant>.png: one grid per method variant, a row per domain:
+  train loss and val/test accuracy per epoch, a line per seed (pretraining included).
+<table> is the leaderboard's identity (e.g. synthetic-cpu_demo-train-val). Figures are
+drawn on matplotlib's object API (no pyplot state, no GUI backend needed).
+"""
+from __future__ import annotations
+
+import io
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from decathlon.report.collect import Collection
+from decathlon.data.domains import PAPER_ORDER, get_domain
+from decathlon.report.leaderboard import Leaderboard, leaderboards
+from decathlon.report.submissions import slug
+from decathlon.files import write_bytes_atomic
+
+PLOTS_DIR = "plots"
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
+def _data_label(synthetic: bool) -> str:
+    return "SYNTHETIC" if synthetic else "real"
+
+
+def plot_accuracy(board: Leaderboard, path: Path) -> Path:
+    cells = board.cells[board.cells["source"] == "ours"]
+    domains = [d for d in PAPER_ORDER if d in set(cells["metric"])]
+    methods = board.methods("ours")
+    # Width grows gently with the number of bars; the legend goes below, in columns.
+    fig = Figure(figsize=(min(16.0, max(8.0, 0.12 * len(domains) * len(methods) + 4)), 6.0))
+    ax = fig.add_subplot()
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        mine = cells[cells["method"] == method].set_index("metric").reindex(domains)
+        errors = np.where(mine["n"].fillna(0).to_numpy() > 1, mine["se"].fillna(0), 0.0)
+        ax.bar(np.arange(len(domains)) + (i - (len(methods) - 1) / 2) * width, mine["mean"], width,
+               yerr=errors, capsize=3, label=method)
+    ax.set_xticks(np.arange(len(domains)), [get_domain(d).short for d in domains])
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("domain")
+    ax.set_ylabel(f"top-1 accuracy on {board.split} (%)")
+    ax.set_title(f"{board.title}\nper-domain accuracy, mean ± s.e. over seeds (bars only when n > 1)")
+    ax.legend(title="method", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=min(4, len(methods)),
+              fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_policy(usage: pd.DataFrame, title: str, path: Path) -> Path:
+    """usage: rows of Collection.policy for one variant and split."""
+    grid = usage.pivot_table(index="domain", columns="block", values="fraction", aggfunc="mean")
+    grid = grid.reindex([d for d in PAPER_ORDER if d in grid.index])
+    fig = Figure(figsize=(max(8.0, 1.5 + 0.62 * grid.shape[1]), 2.0 + 0.5 * grid.shape[0]))
+    ax = fig.add_subplot()
+    image = ax.imshow(grid.to_numpy(), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    for (row, col), value in np.ndenumerate(grid.to_numpy()):
+        if not np.isnan(value):
+            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if value < 0.5 else "black")
+    ax.set_xticks(range(grid.shape[1]), [str(b) for b in grid.columns])
+    ax.set_yticks(range(grid.shape[0]), [get_domain(d).short for d in grid.index])
+    ax.set_xlabel("residual block (1 = first block of the first stage)")
+    ax.set_ylabel("domain")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="fraction fine-tuned (0 to 1)")
+    return _save(fig, path)
+
+
+def plot_s_vs_par(board: Leaderboard, path: Path) -> Path:
+    fig = Figure(figsize=(8, 5.5))
+    ax = fig.add_subplot()
+    for source, marker, colour in (("ours", "o", "tab:blue"), ("published", "s", "tab:gray")):
+        for method in board.methods(source):
+            x, y = board.value(method, "#par"), board.value(method, "S")
+            if np.isnan(x) or np.isnan(y):
+                continue
+            se = board.value(method, "S", "se")
+            ax.errorbar(x, y, yerr=0.0 if np.isnan(se) else se, fmt=marker, color=colour, capsize=3,
+                        label="this run (mean ± s.e. over seeds)" if source == "ours" else "published (test)")
+            ax.annotate(method, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), loc="best")
+    ax.margins(0.2)
+    ax.set_xlabel("#par (multiples of one ResNet-26)")
+    ax.set_ylabel("S (1000 points per scored domain at most)")
+    ax.set_title(f"{board.title}\nDecathlon score S against model size")
+    ax.grid(alpha=0.3)
+    fig.text(0.01, -0.02, textwrap.fill(board.baseline, 110), fontsize=8, va="top")
+    return _save(fig, path)
+
+
+def plot_curves(curves: pd.DataFrame, title: str, path: Path) -> Path:
+    """curves: rows of Collection.curves for one variant (every domain and seed)."""
+    domains = [d for d in PAPER_ORDER if d in set(curves["domain"])]
+    seeds = sorted(curves["seed"].unique())
+    fig = Figure(figsize=(11, 1.4 + 2.6 * len(domains)), layout="constrained")  # keeps titles apart
+    axes = fig.subplots(len(domains), 2, squeeze=False)
+    for row, domain in enumerate(domains):
+        loss_ax, acc_ax = axes[row]
+        for i, seed in enumerate(seeds):
+            job = curves[(curves["domain"] == domain) & (curves["seed"] == seed)].sort_values("epoch")
+            colour = f"C{i % 10}"
+            loss_ax.plot(job["epoch"], pd.to_numeric(job["train_loss"]), color=colour, marker=".",
+                         label=f"seed {seed}")
+            if "val_accuracy" in job:   # never monitored on test; not at all under trainval
+                accuracy = pd.to_numeric(job["val_accuracy"]) * 100
+                if accuracy.notna().any():
+                    acc_ax.plot(job["epoch"], accuracy, color=colour, marker=".", label=f"seed {seed}, val")
+        loss_ax.set_ylabel(f"{get_domain(domain).short}\ntrain loss")
+        acc_ax.set_ylabel("top-1 accuracy (%)")
+        for ax in (loss_ax, acc_ax):
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+        if row == 0:
+            loss_ax.set_title("training loss (mean over the epoch)")
+            acc_ax.set_title("accuracy after the epoch (val)")
+            loss_ax.legend(fontsize=8)
+            if acc_ax.lines:
+                acc_ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def write_plots(collection: Collection, out_dir) -> list:
+    """Write every figure into out_dir/plots; returns their paths."""
+    folder = Path(out_dir) / PLOTS_DIR
+    written = []
+    for board in leaderboards(collection):
+        written.append(plot_accuracy(board, folder / f"accuracy_{board.slug}.png"))
+        if (board.cells["metric"] == "S").any():
+            written.append(plot_s_vs_par(board, folder / f"s_vs_par_{board.slug}.png"))
+    keys = ["synthetic", "preset", "protocol", "split", "variant"]
+    for (synthetic, preset, protocol, split, variant), usage in collection.policy.groupby(keys, sort=True):
+        prefix = "synthetic-" if synthetic else ""
+        title = (f"{_data_label(synthetic)} data · preset {preset} · protocol {protocol} · split {split}\n"
+                 f"{variant}: fraction of images taking the fine-tuned block\n"
+                 f"(mean over {usage['seed'].nunique()} seed(s))")
+        name = f"policy_{prefix}{preset}-{protocol}-{split}_{slug(variant)}.png"
+        written.append(plot_policy(usage, title, folder / name))
+    for (synthetic, preset, protocol, variant), curves in collection.curves.groupby(keys[:3] + ["variant"],
+                                                                                    sort=True):
+        title = (f"{_data_label(synthetic)} data · {variant} · preset {preset} · protocol {protocol}: "
+                 "training curves per domain")
+        name = f"curves_{'synthetic-' if synthetic else ''}{preset}-{protocol}-{slug(variant)}.png"
+        written.append(plot_curves(curves, title, folder / name))
+    return written

@@ -1,0 +1,88 @@
+"""Submission files for the evaluation server, rebuilt from a run's test predictions.
+
+One file per (preset, protocol, method variant, seed):
+`submissions/<preset>-<protocol>/results_<variant>_seed<k>.json` (prefixed `synthetic-`
+for synthetic data), holding that seed's target-domain test predictions plus imagenet12
+from the pretraining job of the same preset (the same seed when there is one, else the
+lowest). Each file is written with `write_results` and read back through
+`validate_results`: on real data against the official test ids of the domains it
+covers (every one of them predicted exactly once), on synthetic data against the ids
+the jobs predicted (the synthetic splits are smaller than the official ones). A file
+that fails is removed and its problem reported; `complete` means all 139,760 real test
+images, i.e. ready to zip as results.json and upload.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from decathlon.report.collect import Collection
+from decathlon.data.domains import DOMAIN_NAMES, SOURCE_DOMAIN
+from decathlon.scoring.submission import ResultsError, official_test_ids, validate_results, write_results
+
+SUBMISSIONS_DIR = "submissions"
+PREDICTIONS_FILE = "predictions_test.npz"
+SUMMARY_COLUMNS = ["file", "data", "preset", "protocol", "method", "seed", "domains", "entries", "complete",
+                   "problem"]
+
+
+def slug(text: str) -> str:
+    """A file-name form of a label: 'spottune (eval argmax)' -> 'spottune-eval-argmax'."""
+    return re.sub(r"[^A-Za-z0-9_]+", "-", text).strip("-").lower()
+
+
+def _load_predictions(folder) -> tuple | None:
+    path = Path(folder) / PREDICTIONS_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as arrays:
+        return arrays["image_ids"].astype(np.int64), arrays["labels"].astype(np.int64)
+
+
+def _source_predictions(collection: Collection, preset: str, synthetic: bool, seed: int) -> tuple | None:
+    """imagenet12 test predictions of the matching pretraining job, if it has any."""
+    pretraining = collection.pretraining()
+    jobs = pretraining[(pretraining["preset"] == preset) & (pretraining["synthetic"] == synthetic)]
+    if jobs.empty:
+        return None
+    same_seed = jobs[jobs["seed"] == seed]
+    chosen = same_seed if len(same_seed) else jobs.sort_values("seed", kind="stable")
+    return _load_predictions(chosen["path"].iloc[0])
+
+
+def write_submissions(collection: Collection, out_dir) -> pd.DataFrame:
+    """Write every submission file under out_dir/submissions; returns one summary row per file."""
+    out_dir = Path(out_dir)
+    rows = []
+    targets = collection.targets()
+    keys = ["synthetic", "preset", "protocol", "variant", "seed"]
+    for (synthetic, preset, protocol, variant, seed), jobs in targets.groupby(keys, sort=True):
+        predictions = {row.domain: _load_predictions(row.path) for row in jobs.itertuples()}
+        source = _source_predictions(collection, preset, bool(synthetic), int(seed))
+        if source is not None:
+            predictions[SOURCE_DOMAIN] = source
+        predictions = {domain: p for domain, p in predictions.items() if p is not None}
+        if not predictions:
+            continue
+        folder = f"{'synthetic-' if synthetic else ''}{preset}-{protocol}"
+        path = out_dir / SUBMISSIONS_DIR / folder / f"results_{slug(variant)}_seed{seed}.json"
+        row = {"file": str(path.relative_to(out_dir)), "data": "SYNTHETIC" if synthetic else "real",
+               "preset": preset, "protocol": protocol, "method": variant, "seed": int(seed),
+               "domains": len(predictions), "entries": sum(len(ids) for ids, _ in predictions.values()),
+               "complete": False, "problem": ""}
+        rows.append(row)
+        expected = ({d: ids for d, (ids, _) in predictions.items()} if synthetic
+                    else official_test_ids(list(predictions)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write_results(predictions, path)
+            validate_results(path, expected, require_full=True)
+        except ResultsError as err:
+            path.unlink(missing_ok=True)
+            row["problem"] = str(err).removeprefix(f"{path}: ")
+            continue
+        row["complete"] = not synthetic and set(predictions) == set(DOMAIN_NAMES)
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

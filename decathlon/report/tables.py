@@ -1,0 +1,125 @@
+"""Leaderboard writers: leaderboard.md, leaderboard.tex (booktabs) and scores.csv.
+
+Every table is captioned with its data kind (SYNTHETIC or real), preset, protocol and
+split, and with the baseline S was computed against. scores.csv is the tidy form: one
+row per table x method x metric, where metric is a domain folder name (accuracy in %),
+`mean` (%), `S` or `#par`, with mean, se (std / sqrt(n), empty when n = 1) and n seeds;
+published rows have source `published` and no n. Files are written atomically.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from decathlon.report.collect import Collection
+from decathlon.files import write_bytes_atomic
+from decathlon.data.domains import PAPER_ORDER, get_domain
+from decathlon.report.leaderboard import SUMMARY_METRICS, Leaderboard, leaderboards
+
+DECIMALS = {"S": 0, "#par": 2}   # accuracies and their mean: 2
+WITHOUT_SE = ("#par",)            # shown as the mean over seeds only (its s.e. is in scores.csv)
+CSV_COLUMNS = ["data", "preset", "protocol", "split", "method", "source", "metric", "mean", "se", "n"]
+
+
+def format_cell(mean: float, se: float, n, decimals: int) -> str:
+    """'61.23 ± 0.45' with n > 1 seeds, '61.23' with one, '' for an empty cell."""
+    if pd.isna(mean):
+        return ""
+    text = f"{mean:.{decimals}f}"
+    return f"{text} ± {se:.{decimals}f}" if pd.notna(n) and n > 1 else text
+
+
+def display_table(board: Leaderboard) -> pd.DataFrame:
+    """One formatted row per method: method, seeds, the ten domains (paper order), mean, S, #par."""
+    headers = {metric: get_domain(metric).short for metric in PAPER_ORDER}
+    headers.update({metric: metric for metric in SUMMARY_METRICS})
+    rows = []
+    for method in board.methods():
+        cells = board.cells[board.cells["method"] == method].set_index("metric")
+        ours = (cells["source"] == "ours").all()
+        seeds = cells["n"].get("mean")
+        row = {"method": method, "seeds": "" if pd.isna(seeds) else str(seeds)}
+        for metric, header in headers.items():
+            if metric in cells.index:
+                cell = cells.loc[metric]
+                n = 1 if metric in WITHOUT_SE else cell["n"]
+                row[header] = format_cell(cell["mean"], cell["se"], n, DECIMALS.get(metric, 2))
+            else:
+                row[header] = "n/a" if metric == "S" and ours else ""
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["method", "seeds", *headers.values()])
+
+
+def caption(board: Leaderboard) -> str:
+    label = board.data_label[0].upper() + board.data_label[1:]
+    return (f"{label} data: top-1 accuracy (%) on the {board.split} split, preset {board.preset}, "
+            f"protocol {board.protocol}; mean ± s.e. over seeds (± only when n > 1); ImNet is the "
+            f"pretraining job's accuracy. {board.baseline}")
+
+
+def _markdown_grid(frame: pd.DataFrame) -> str:
+    def line(values):
+        return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+
+    align = ["---"] + ["---:"] * (len(frame.columns) - 1)
+    return "\n".join([line(frame.columns), line(align).replace(" ", ""), *map(line, frame.itertuples(index=False))])
+
+
+def leaderboard_markdown(collection: Collection, boards: list) -> str:
+    kinds = " and ".join(sorted({board.data_label for board in boards}))
+    lines = ["# Visual Decathlon leaderboard" + (f" ({kinds} data)" if kinds else ""), "",
+             "Collected by `python -m decathlon collect` from the job records of: "
+             + ", ".join(f"`{run}`" for run in collection.run_dirs) + ".",
+             "#par: model size in units of one ResNet-26 (1 for the shared imagenet12 backbone plus each "
+             "target domain's stored parameters without its classifier).", ""]
+    if not boards:
+        lines += ["No finished jobs yet.", ""]
+    for board in boards:
+        lines += [f"## {board.title}", "", caption(board), ""]
+        if board.missing_domains:
+            shorts = ", ".join(get_domain(d).short for d in board.missing_domains)
+            lines += [f"Missing domains (empty cells, not part of mean or S): {shorts}.", ""]
+        lines += [f"Note: {note}." for note in board.notes] + ([""] if board.notes else [])
+        lines += [_markdown_grid(display_table(board)), ""]
+    lines += ["## Incomplete jobs (not counted)", ""]
+    lines += [f"- `{row.path}` ({row.method} on {row.domain}): {row.reason}"
+              for row in collection.incomplete.itertuples()] or ["None: every job folder has finished."]
+    return "\n".join(lines) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    return "".join(replacements.get(char, char) for char in text)
+
+
+def leaderboard_latex(boards: list) -> str:
+    """One booktabs table per leaderboard (needs \\usepackage{booktabs})."""
+    kinds = " and ".join(sorted({board.data_label for board in boards}))
+    parts = ["% Visual Decathlon leaderboard" + (f" ({kinds} data)" if kinds else "")
+             + ", written by `python -m decathlon collect`.",
+             "% Needs \\usepackage{booktabs}."]
+    for board in boards:
+        frame = display_table(board)
+        styler = frame.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+        parts.append(styler.to_latex(hrules=True, position_float="centering", label=f"tab:{board.slug}",
+                                     caption=_latex_escape(f"{board.title}. {caption(board)}"),
+                                     column_format="l" + "r" * (len(frame.columns) - 1)))
+    return "\n".join(parts).replace("±", r"$\pm$") + "\n"
+
+
+def scores_frame(boards: list) -> pd.DataFrame:
+    """All tables' cells, tidy, with the table identity on every row."""
+    frames = [board.cells.assign(data=board.data_label, preset=board.preset, protocol=board.protocol,
+                                 split=board.split) for board in boards]
+    return pd.concat(frames, ignore_index=True)[CSV_COLUMNS] if frames else pd.DataFrame(columns=CSV_COLUMNS)
+
+
+def write_tables(collection: Collection, out_dir) -> list:
+    """Write leaderboard.md, leaderboard.tex and scores.csv into out_dir; returns their paths."""
+    out_dir = Path(out_dir)
+    boards = leaderboards(collection)
+    return [write_bytes_atomic(out_dir / "leaderboard.md", leaderboard_markdown(collection, boards)),
+            write_bytes_atomic(out_dir / "leaderboard.tex", leaderboard_latex(boards)),
+            write_bytes_atomic(out_dir / "scores.csv", scores_frame(boards).to_csv(index=False, float_format="%.6f"))]

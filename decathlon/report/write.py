@@ -1,0 +1,24 @@
+"""Everything a run produces, from its job records alone: tables, plots, submission files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from decathlon.report.collect import collect
+from decathlon.report.plots import write_plots
+from decathlon.report.submissions import write_submissions
+from decathlon.report.tables import write_tables
+
+
+def report(run_dirs: list, out: Path) -> None:
+    """Collect `run_dirs`, write tables, plots and submissions into `out`, print a summary."""
+    collection = collect(run_dirs)
+    tables = write_tables(collection, out)
+    plots = write_plots(collection, out)
+    submissions = write_submissions(collection, out)
+    print(tables[0].read_text())
+    print(f"{len(collection.jobs)} finished job(s), {len(collection.incomplete)} incomplete; wrote "
+          f"{', '.join(p.name for p in tables)} and {len(plots)} plot(s) to {out}")
+    for row in submissions.itertuples():
+        state = f"NOT WRITTEN: {row.problem}" if row.problem else \
+            ("complete, ready to upload" if row.complete else f"partial ({row.domains} domain(s), {row.data} data)")
+        print(f"  {row.file}: {row.entries:,} entries, {state}")

@@ -1,0 +1,36 @@
+"""Every figure of a collected run is written, non-empty and a readable PNG."""
+import matplotlib.image
+
+from decathlon.report.collect import collect
+from decathlon.report.plots import write_plots
+
+
+def check_pngs(paths):
+    for path in paths:
+        assert path.stat().st_size > 0
+        image = matplotlib.image.imread(path)
+        assert image.ndim == 3 and min(image.shape[:2]) > 100
+
+
+def test_synthetic_run_plots(tmp_path, write_run):
+    written = write_plots(collect(write_run(tmp_path)), tmp_path / "out")
+    names = {p.name for p in written}
+    assert names == {
+        "accuracy_synthetic-cpu_demo-train-val.png", "accuracy_synthetic-cpu_demo-train-test.png",
+        "s_vs_par_synthetic-cpu_demo-train-val.png", "s_vs_par_synthetic-cpu_demo-train-test.png",
+        "policy_synthetic-cpu_demo-train-val_spottune-eval-argmax.png",
+        "policy_synthetic-cpu_demo-train-test_spottune-eval-argmax.png",
+        "curves_synthetic-cpu_demo-train-finetune.png", "curves_synthetic-cpu_demo-train-pretrain.png",
+        "curves_synthetic-cpu_demo-train-spottune-eval-argmax.png"}
+    assert {p.parent for p in written} == {tmp_path / "out" / "plots"}
+    assert sorted(p.name for p in (tmp_path / "out" / "plots").iterdir()) == sorted(names)  # no temp files
+    check_pngs(written)
+
+
+def test_real_run_plots_and_no_s_plot_without_a_baseline(tmp_path, write_run):
+    real = write_plots(collect(write_run(tmp_path / "real", synthetic=False)), tmp_path / "real-out")
+    assert "s_vs_par_cpu_demo-train-test.png" in {p.name for p in real}
+    check_pngs(real)
+    without = write_plots(collect(write_run(tmp_path / "nofinetune", finetune=False)), tmp_path / "out")
+    assert not [p for p in without if p.name.startswith("s_vs_par")]
+    check_pngs(without)

@@ -1,0 +1,82 @@
+"""The repository stands alone and its packages follow the data flow.
+
+- No tracked file refers to a path outside the checkout (a user's clone has nothing
+  beside it); tests/conftest.py also watches, at run time, that no test opens a file in
+  the checkout's parent folder outside the checkout.
+- Imports follow data_prep -> shards -> data -> models -> methods -> engine -> benchmark,
+  and engine records -> scoring -> report; nothing imports upward.
+"""
+import ast
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# What each layer may import from the project (besides itself); cli and the root
+# scripts (run_decathlon.py, bench/) sit on top and may import anything.
+ALLOWED = {
+    "decathlon.files": set(),
+    "decathlon.resources": set(),
+    "decathlon.data": {"decathlon.files", "decathlon.resources"},
+    "baselines": {"decathlon.data"},
+    "data_prep": {"decathlon.data", "decathlon.files", "decathlon.resources"},
+    "decathlon.models": set(),
+    "decathlon.methods": {"decathlon.models"},
+    "decathlon.engine": {"decathlon.data", "decathlon.models", "decathlon.methods", "decathlon.files"},
+    "decathlon.benchmark": {"decathlon.engine", "decathlon.methods", "decathlon.models", "decathlon.data",
+                            "decathlon.files"},
+    "decathlon.scoring": {"decathlon.data", "decathlon.files", "decathlon.resources", "baselines"},
+    "decathlon.report": {"decathlon.scoring", "decathlon.data", "decathlon.files", "baselines"},
+}
+
+
+def _tracked_files() -> list:
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=False)
+    if listed.returncode != 0:  # not a git checkout (an unpacked sdist): every file but the venv
+        return [p for p in ROOT.rglob("*") if p.is_file() and ".venv" not in p.parts and ".git" not in p.parts]
+    return [ROOT / name for name in listed.stdout.decode().split("\0") if name]
+
+
+def _layer(module: str) -> str | None:
+    for layer in sorted(ALLOWED, key=len, reverse=True):
+        if module == layer or module.startswith(layer + "."):
+            return layer
+    return None
+
+
+def _project_imports(path: Path):
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+
+
+def test_no_tracked_file_refers_outside_the_checkout():
+    # Spelled in pieces so that this file does not match itself.
+    needles = ["../" + "shared", "/work" + "/shared", "shared" + "/data/labels_test"]
+    offenders = []
+    for path in _tracked_files():
+        if path.suffix in (".py", ".md", ".cfg", ".toml", ".txt", "") or path.name in ("Makefile", "run"):
+            try:
+                text = path.read_text()
+            except (UnicodeDecodeError, OSError):
+                continue
+            offenders += [f"{path.relative_to(ROOT)}: {needle}" for needle in needles if needle in text]
+    assert not offenders
+
+
+@pytest.mark.parametrize("package", ["decathlon", "data_prep", "baselines"])
+def test_nothing_imports_upward(package):
+    violations = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        layer = _layer(module)
+        if layer is None:  # decathlon.cli and decathlon/__main__.py: the top, may import anything
+            continue
+        for imported in _project_imports(path):
+            target = _layer(imported)
+            if target is not None and target != layer and target not in ALLOWED[layer]:
+                violations.append(f"{module} imports {imported}")
+    assert not violations
