@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from decathlon.annotations import AnnotationError, parse_annotations
-from decathlon.domains import ANNOTATION_FILES, LABELLED_TEST_FILE, SPLITS, get_domain, parse_domains
-from decathlon.manifest import FORMAT_VERSION, MANIFEST_NAME, ManifestError, read_manifest, write_json_atomic
+from decathlon.data.annotations import AnnotationError, parse_annotations
+from decathlon.data.domains import ANNOTATION_FILES, LABELLED_TEST_FILE, SPLITS, get_domain, parse_domains
+from decathlon.data.manifest import FORMAT_VERSION, MANIFEST_NAME, ManifestError, read_manifest, write_json_atomic
 from data_prep.decode import DecodeTask, decode_batch, ignore_sigint, storage_description
 from data_prep.errors import PrepareError
 from data_prep.shards import TMP_SUFFIX

@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from decathlon.domains import ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, SPLIT_INDEX, Domain
+from decathlon.data.domains import ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, SPLIT_INDEX, Domain
 from data_prep.errors import PrepareError
 
 TMP_SUFFIX = ".tmp"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from decathlon.annotations import SplitAnnotations
-from decathlon.manifest import write_json_atomic
+from decathlon.data.annotations import SplitAnnotations
+from decathlon.data.manifest import write_json_atomic
 from data_prep.decode import storage_description
 from data_prep.errors import PrepareError
 from data_prep.shards import ShardWriter, sha256_file, shard_file, shard_ranges

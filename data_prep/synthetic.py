@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.synthetic_domains import LOOKS
-from decathlon.domains import (ANNOTATION_FILES, DOMAIN_NAMES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR,
+from decathlon.data.domains import (ANNOTATION_FILES, DOMAIN_NAMES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR,
                                LABELLED_TEST_FILE, SPLIT_INDEX, SPLITS, get_domain)
 
 GENERATOR_VERSION = 2  # bump whenever any output changes, so that old folders are regenerated

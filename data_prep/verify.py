@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from decathlon.domains import DOMAINS, get_domain
-from decathlon.manifest import MANIFEST_NAME, read_manifest
+from decathlon.data.domains import DOMAINS, get_domain
+from decathlon.data.manifest import MANIFEST_NAME, read_manifest
 from data_prep.shards import check_shard, sha256_file, shard_file
 
 
