@@ -9,8 +9,11 @@ OUT ?=
 DOMAINS ?=
 TEST_LABELS ?=
 WORKERS ?= 2
+DEST ?=
+FILES ?=
+MIRROR ?=
 
-.PHONY: install test run prepare-data verify-data bench clean
+.PHONY: install test run download prepare-data verify-data bench clean
 
 install: $(STAMP)
 
@@ -23,6 +26,11 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 
 test: install
 	$(PY) -m pytest -q
+
+# Fetch the benchmark's three tarballs into DEST (resumable; checksums kept in DEST/downloads.json).
+download: install
+	$(if $(DEST),,$(error usage: make download DEST=~/decathlon [FILES=devkit,data,imagenet] [MIRROR=URL]))
+	$(PY) -m data_prep download $(DEST) $(if $(FILES),--files $(FILES)) $(if $(MIRROR),--mirror $(MIRROR))
 
 prepare-data: install
 	$(PY) -m data_prep prepare $(if $(SOURCE),--source $(SOURCE)) $(if $(OUT),--out $(OUT)) \

@@ -1,10 +1,12 @@
-"""Command line: `python -m data_prep prepare ...` and `python -m data_prep verify OUT`."""
+"""Command line: `python -m data_prep download DEST`, `python -m data_prep prepare ...` and
+`python -m data_prep verify OUT`."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
+from data_prep.download import FILES, RECORDS_NAME, download
 from data_prep.errors import PrepareError
 from data_prep.prepare import DEFAULT_SHARD_SIZE, prepare
 from data_prep.verify import verify
@@ -39,6 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     v = commands.add_parser("verify", help="re-check every shard of a prepared folder against its manifest")
     v.add_argument("out", type=Path)
+    d = commands.add_parser("download", help="fetch the benchmark's three tarballs into DEST (resumable; "
+                            f"sizes and sha256 recorded in DEST/{RECORDS_NAME})")
+    d.add_argument("dest", type=Path, help="folder for the tarballs, then given to prepare --source")
+    d.add_argument("--files", default=",".join(FILES),
+                   help=f"comma-separated, from {','.join(FILES)} (default: all three)")
+    d.add_argument("--mirror", help="base address (http:// or https://) serving the same file names, "
+                   "instead of the official ones")
+    d.add_argument("--retries", type=int, default=5,
+                   help="retries per file after a dropped connection, timeout or HTTP 5xx (default 5)")
+    d.add_argument("--timeout", type=float, default=60, help="socket timeout in seconds (default 60)")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
@@ -72,6 +85,14 @@ def _prepare(args, parser) -> int:
     return 0
 
 
+def _download(args) -> int:
+    records = download(args.dest, args.files, args.mirror, progress=not args.quiet, retries=args.retries,
+                       timeout=args.timeout)
+    print(f"{args.dest}: {', '.join(records)} complete and recorded in {args.dest / RECORDS_NAME}; "
+          f"next: make prepare-data SOURCE={args.dest}")
+    return 0
+
+
 def _verify(args) -> int:
     report = verify(args.out)
     print("\n".join(report.checked))
@@ -87,12 +108,16 @@ def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "download":
+            return _download(args)
         return _prepare(args, parser) if args.command == "prepare" else _verify(args)
     except (PrepareError, ManifestError, OSError) as err:  # OSError: e.g. disk full, unreadable source file
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: no partial shard was kept; run the same command again to resume", file=sys.stderr)
+        kept = "the file in progress stays as <name>.part" if args.command == "download" else \
+            "no partial shard was kept"
+        print(f"interrupted: {kept}; run the same command again to resume", file=sys.stderr)
         return 130
 
 

@@ -1,0 +1,134 @@
+"""A local HTTP server for the download tests: fixture tarballs on 127.0.0.1, port 0.
+
+Each file has a plan of behaviours, one per request (the last one repeats), such as
+'drop' (full Content-Length, connection closed after half the bytes) or 'ignore_range+drop'.
+The `mirror` fixture serves small devkit, data and imagenet tarballs; `serve(folder)` any folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import socket
+import struct
+import tarfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from data_prep.sources import DATA_TARBALL, DEVKIT_TARBALL, IMAGENET_TARBALL
+from decathlon.data.domains import TARGET_DOMAINS
+
+
+
+@dataclass
+class Mirror:
+    """What the server serves and how; `requests` logs (file name, Range header, status)."""
+    files: dict                                   # file name -> bytes
+    plans: dict = field(default_factory=dict)     # file name -> list of behaviours
+    requests: list = field(default_factory=list)
+    url: str = ""
+    stall_seconds: float = 3.0                    # how long a 'stall' request hangs
+
+    def behaviour(self, name: str) -> set:
+        plan = self.plans.get(name, ["normal"])
+        return set((plan.pop(0) if len(plan) > 1 else plan[0]).split("+"))
+
+
+def _handler(mirror: Mirror) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            name, wanted = self.path.lstrip("/"), self.headers.get("Range")
+            flags, data = mirror.behaviour(name), mirror.files.get(name)
+            headers, body = {"Content-Type": "application/x-tar"}, data
+            if "stall" in flags:
+                mirror.requests.append((name, wanted, None))
+                time.sleep(mirror.stall_seconds)
+                return
+            status = next((int(code) for code in ("204", "401", "403", "404", "503") if code in flags), None)
+            if status or data is None:
+                status, body = status or 404, b"no"
+            elif "html" in flags:
+                status, body = 200, b"<html><body><form>Log in to download</form></body></html>"
+                headers["Content-Type"] = "text/html; charset=utf-8"
+            elif wanted and "ignore_range" not in flags:
+                start = 0 if "wrong_range" in flags else int(wanted.removeprefix("bytes=").removesuffix("-"))
+                if start >= len(data):
+                    status, body, headers["Content-Range"] = 416, b"", f"bytes */{len(data)}"
+                else:
+                    status, body = 206, data[start:]
+                    headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+            else:
+                status = 200
+            mirror.requests.append((name, wanted, status))
+            self.send_response(status)
+            for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body[:len(body) // 2] if flags & {"drop", "reset"} else body)
+            if "reset" in flags:  # close with a TCP reset instead of an orderly end
+                self.wfile.flush()
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                os.close(self.connection.detach())
+
+    return Handler
+
+
+@pytest.fixture
+def serve():
+    """serve(folder or {name: bytes}) -> a Mirror running on 127.0.0.1, stopped after the test."""
+    servers = []
+
+    def start(files) -> Mirror:
+        if isinstance(files, Path):
+            files = {path.name: path.read_bytes() for path in files.iterdir()}
+        mirror = Mirror(dict(files))
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(mirror))
+        threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+        servers.append(server)
+        mirror.url = f"http://127.0.0.1:{server.server_address[1]}/"
+        return mirror
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _random_member(tar: tarfile.TarFile, name: str, size: int, seed: int) -> None:
+    data = hashlib.shake_256(f"{name}{seed}".encode()).digest(size)  # incompressible, like a JPEG
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.fixture
+def mirror(tmp_path, serve) -> Mirror:
+    """Small but real tarballs shaped like the three downloads (a few KB each)."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    with tarfile.open(folder / DEVKIT_TARBALL, "w:gz") as devkit:
+        for n, domain in enumerate(TARGET_DOMAINS[:3]):
+            _random_member(devkit, f"decathlon-1.0/annotations/{domain}_train.json", 1500, n)
+    with tarfile.open(folder / DATA_TARBALL, "w:gz") as data:
+        for n, domain in enumerate(TARGET_DOMAINS):
+            inner = io.BytesIO()
+            with tarfile.open(fileobj=inner, mode="w") as tar:
+                _random_member(tar, f"{domain}/train/000001.jpg", 700, n)
+            info = tarfile.TarInfo(f"{domain}.tar")
+            info.size = inner.tell()
+            inner.seek(0)
+            data.addfile(info, inner)
+    with tarfile.open(folder / IMAGENET_TARBALL, "w") as imagenet:
+        for n in range(3):
+            _random_member(imagenet, f"data/imagenet12/train/{n + 1:06d}.jpg", 900, n)
+    return serve(folder)
+
+
