@@ -17,7 +17,7 @@ from decathlon.report.write import report
 from decathlon.data.domains import TARGET_DOMAINS, get_domain
 from decathlon.engine import distributed
 from decathlon.engine.checkpoint import CheckpointError
-from decathlon.benchmark.hparams import PRESETS, parse_overrides
+from decathlon.benchmark.hparams import PRECISIONS, PRESETS, parse_overrides
 from decathlon.data.manifest import ManifestError
 from decathlon.methods import METHODS, get_method
 
@@ -38,14 +38,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--domains", default="all", help="comma-separated target domains, or all nine")
     parser.add_argument("--config", default="cpu_demo", choices=PRESETS,
                         help="hyperparameter preset: the CPU demo or a paper's protocol (default: %(default)s)")
-    parser.add_argument("--protocol", default="train", choices=("train", "trainval"),
-                        help="fit on train and score val+test, or fit on train+val and score test")
+    parser.add_argument("--protocol", choices=("train", "trainval"),
+                        help="fit on train and score val+test, or fit on train+val and score test; default: "
+                             "the preset's own (trainval for spottune_paper and spottune_intended, else train)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per (method, domain) job")
     parser.add_argument("--out", help="run folder (default: runs/<config>-<synthetic|real>)")
     parser.add_argument("--results", help="where tables and plots go (default: results/<run folder name>)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--hparam", action="append", metavar="KEY=VALUE", help="override a hyperparameter")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="fp32 (TF32 allowed on CUDA) or bf16 autocast; default: the preset's (fp32); "
+                             "a deliberate difference, shown in the tables")
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    parser.add_argument("--no-cuda-graphs", action="store_true",
+                        help="on CUDA, run training steps eagerly instead of replaying them from CUDA graphs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     try:
@@ -62,9 +68,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    overrides = parse_overrides(args.hparam)
+    if args.precision:
+        overrides["precision"] = args.precision
     config = BenchmarkConfig(args.data, args.out, args.methods, args.domains, args.config, args.protocol,
-                             args.seeds, args.device, parse_overrides(args.hparam), args.compile,
-                             not args.no_progress)
+                             args.seeds, args.device, overrides, args.compile, not args.no_progress,
+                             cuda_graphs=False if args.no_cuda_graphs else None)
     try:
         run_benchmark(config)
     except (ManifestError, CheckpointError, KeyError, ValueError) as err:

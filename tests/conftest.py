@@ -19,14 +19,17 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session", autouse=True)
 def nothing_opened_beside_the_checkout():
     """Fail the session if any test opened a file in the checkout's parent folder but
-    outside the checkout (a user's clone has nothing beside it), temporary files aside."""
+    outside the checkout (a user's clone has nothing beside it); temporary files and the
+    Python installation (a virtual environment may live beside the checkout) aside."""
     outside, watching = [], [True]
-    parent, temp = CHECKOUT.parent, Path(tempfile.gettempdir()).resolve()
+    parent = CHECKOUT.parent
+    allowed = {Path(tempfile.gettempdir()).resolve(), CHECKOUT,
+               *(Path(p).resolve() for p in {sys.prefix, sys.base_prefix, sys.exec_prefix})}
 
     def watch(event, args):
         if watching[0] and event == "open" and args and isinstance(args[0], (str, bytes, Path)):
             path = Path(args[0].decode() if isinstance(args[0], bytes) else args[0]).absolute()
-            if path.is_relative_to(parent) and not path.is_relative_to(CHECKOUT) and not path.is_relative_to(temp):
+            if path.is_relative_to(parent) and not any(path.is_relative_to(root) for root in allowed):
                 outside.append(str(path))
 
     sys.addaudithook(watch)  # audit hooks cannot be removed: the flag ends the watch
@@ -68,8 +71,8 @@ def tiny_backbone(tiny_decathlon, tiny_hparams, tmp_path_factory) -> Path:
     from decathlon.engine.pretrain import pretrain
 
     out = tmp_path_factory.mktemp("pretrain")
-    return pretrain(tiny_decathlon, out, pretrain_hparams("cpu_demo", tiny_hparams), "cpu_demo", device="cpu",
-                    progress=False)
+    return pretrain(tiny_decathlon, out, pretrain_hparams("cpu_demo", tiny_hparams), {"preset": "cpu_demo"},
+                    device="cpu", progress=False)
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,10 @@ def test_killed_run_resumes_skips_finished_jobs_and_collects(tiny_decathlon, tmp
         assert epochs == [1, 2, 3]
 
     board = (results / "leaderboard.md").read_text()
-    assert "SYNTHETIC" in board and "| finetune | 1 |" in board and "| spottune (eval argmax) | 1 |" in board
+    options = "batch_size=16, epochs=3, lr_milestones=[2], width=0.125"   # every override is shown
+    assert "SYNTHETIC" in board and f"| finetune ({options}) | 1 |" in board
+    # one SpotTune training, evaluated with both test-time policies
+    assert f"| spottune (eval argmax; {options}) | 1 |" in board and f"| spottune (eval sample; {options}) | 1 |" in board
     assert "None: every job folder has finished" in board
     assert board in rerun.stdout  # the summary table printed at the end
     for name in ("accuracy", "policy", "s_vs_par", "curves"):

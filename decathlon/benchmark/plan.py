@@ -27,7 +27,7 @@ from decathlon.data.domains import SOURCE_DOMAIN, TARGET_DOMAINS
 from decathlon.engine import distributed
 from decathlon.engine.pretrain import BACKBONE_FILE, pretrain
 from decathlon.engine.trainer import JobSpec, run_job
-from decathlon.benchmark.hparams import hparams, pretrain_hparams
+from decathlon.benchmark.hparams import hparams, preset_protocol, pretrain_hparams
 from decathlon.data.manifest import read_manifest, split_entry
 from decathlon.methods import METHODS
 
@@ -39,12 +39,16 @@ class BenchmarkConfig:
     methods: tuple = tuple(METHODS)
     domains: tuple = TARGET_DOMAINS
     preset: str = "cpu_demo"
-    protocol: str = "train"
+    protocol: str | None = None        # None: the preset's own (trainval for spottune_paper)
     seeds: int = 1
     device: str = "auto"
     overrides: dict = field(default_factory=dict)
     compile: bool = False
     progress: bool = True
+    cuda_graphs: bool | None = None    # None: on CUDA, off elsewhere
+
+    def __post_init__(self):
+        self.protocol = self.protocol or preset_protocol(self.preset)
 
 
 def _override_tag(overrides: dict) -> str:
@@ -69,12 +73,20 @@ def plan_jobs(config: BenchmarkConfig, backbone: Path) -> list:
     for seed in range(config.seeds):
         for method in config.methods:
             for domain in config.domains:
-                hp = hparams(method, domain, config.preset, _known(config.overrides, method, domain, config.preset))
+                overrides = _known(config.overrides, method, domain, config.preset)
+                hp = hparams(method, domain, config.preset, overrides)
                 jobs.append(JobSpec(method, domain, config.data, str(group / method / domain / f"seed{seed}"), hp,
                                     protocol=config.protocol, seed=seed, backbone=str(backbone),
                                     device=config.device, compile=config.compile, progress=config.progress,
-                                    resume=True, data_parallel=False, extra={"preset": config.preset}))
+                                    resume=True, data_parallel=False, cuda_graphs=config.cuda_graphs,
+                                    extra=job_extra(config.preset, overrides)))
     return jobs
+
+
+def job_extra(preset: str, overrides: dict) -> dict:
+    """What every job records beside its hyperparameters: the preset, the protocol that preset
+    reproduces, and the overrides (the deliberate differences the tables show)."""
+    return {"preset": preset, "preset_protocol": preset_protocol(preset), "overrides": dict(overrides)}
 
 
 def _known(overrides: dict, method: str, domain: str, preset: str) -> dict:
@@ -118,9 +130,10 @@ def run_benchmark(config: BenchmarkConfig) -> list:
     if not (backbone_dir / "done").is_file():
         if ctx.is_main:
             print(f"pretraining the backbone on {SOURCE_DOMAIN} -> {backbone_dir}")
-        hp = pretrain_hparams(config.preset, _pretrain_overrides(config))
-        pretrain(config.data, backbone_dir, hp, config.preset, 0, config.device,
-                 config.compile, config.progress, resume=True)
+        overrides = _pretrain_overrides(config)
+        pretrain(config.data, backbone_dir, pretrain_hparams(config.preset, overrides),
+                 job_extra(config.preset, overrides), 0, config.device, config.compile, config.progress,
+                 resume=True, cuda_graphs=config.cuda_graphs)
     jobs = plan_jobs(config, backbone_dir / BACKBONE_FILE)
     mine = jobs[ctx.rank::ctx.world_size]
     bar = tqdm(mine, desc=f"jobs (rank {ctx.rank})" if ctx.distributed else "jobs", unit="job",

@@ -5,7 +5,7 @@ job's record and checkpoint beside it, so an interrupted pretraining resumes).
 """
 from __future__ import annotations
 
-from decathlon.cli.train import add_common_arguments, run_guarded
+from decathlon.cli.train import add_common_arguments, overrides_from, run_guarded
 
 
 def add_arguments(parser) -> None:
@@ -13,13 +13,15 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from decathlon.benchmark.hparams import pretrain_hparams
+    from decathlon.benchmark.plan import job_extra
     from decathlon.engine.pretrain import pretrain
-    from decathlon.benchmark.hparams import parse_overrides, pretrain_hparams
 
     def job():
-        hp = pretrain_hparams(args.preset, parse_overrides(args.hparam))
-        path = pretrain(args.data, args.out, hp, args.preset, args.seed, args.device,
-                        args.compile, not args.no_progress, args.resume)
+        overrides = overrides_from(args)
+        path = pretrain(args.data, args.out, pretrain_hparams(args.preset, overrides), job_extra(args.preset, overrides),
+                        args.seed, args.device, args.compile, not args.no_progress, args.resume,
+                        cuda_graphs=False if args.no_cuda_graphs else None)
         print(f"backbone written to {path}")
 
     return run_guarded(job)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from decathlon.benchmark.hparams import PRECISIONS, PRESETS
 from decathlon.data.domains import DOMAIN_NAMES
-from decathlon.benchmark.hparams import PRESETS
 
 
 def add_common_arguments(parser) -> None:
@@ -21,9 +21,24 @@ def add_common_arguments(parser) -> None:
                         help="override one hyperparameter (JSON value); repeatable")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="fp32 (TF32 allowed on CUDA) or bf16 autocast; default: the preset's (fp32); "
+                             "recorded, and shown in the tables when it differs from the preset")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--no-cuda-graphs", action="store_true",
+                        help="on CUDA, run the training step eagerly instead of replaying it from a CUDA graph")
     parser.add_argument("--resume", action="store_true", help="continue from the job's last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def overrides_from(args) -> dict:
+    """--hparam KEY=VALUE pairs plus --precision, as hyperparameter overrides."""
+    from decathlon.benchmark.hparams import parse_overrides
+
+    overrides = parse_overrides(args.hparam)
+    if args.precision:
+        overrides["precision"] = args.precision
+    return overrides
 
 
 def add_arguments(parser) -> None:
@@ -32,8 +47,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--method", required=True, choices=list(METHODS))
     parser.add_argument("--domain", required=True, choices=DOMAIN_NAMES)
     parser.add_argument("--backbone", help="pretrained backbone.pt (from `python -m decathlon pretrain`)")
-    parser.add_argument("--protocol", default="train", choices=("train", "trainval"),
-                        help="fit on train (score val and test) or on train+val (score test); recorded")
+    parser.add_argument("--protocol", choices=("train", "trainval"),
+                        help="fit on train (score val and test) or on train+val (score test); default: the "
+                             "preset's (trainval for spottune_paper); recorded")
     add_common_arguments(parser)
 
 
@@ -52,14 +68,19 @@ def run_guarded(job) -> int:
 
 
 def run(args) -> int:
+    from decathlon.benchmark.hparams import hparams, preset_protocol
+    from decathlon.benchmark.plan import job_extra
     from decathlon.engine.trainer import JobSpec, run_job
-    from decathlon.benchmark.hparams import hparams, parse_overrides
 
     def job():
-        hp = hparams(args.method, args.domain, args.preset, parse_overrides(args.hparam))
-        final = run_job(JobSpec(args.method, args.domain, args.data, args.out, hp, protocol=args.protocol,
-                                seed=args.seed, backbone=args.backbone, device=args.device, compile=args.compile,
-                                progress=not args.no_progress, resume=args.resume, extra={"preset": args.preset}))
+        overrides = overrides_from(args)
+        hp = hparams(args.method, args.domain, args.preset, overrides)
+        final = run_job(JobSpec(args.method, args.domain, args.data, args.out, hp,
+                                protocol=args.protocol or preset_protocol(args.preset), seed=args.seed,
+                                backbone=args.backbone, device=args.device, compile=args.compile,
+                                progress=not args.no_progress, resume=args.resume,
+                                cuda_graphs=False if args.no_cuda_graphs else None,
+                                extra=job_extra(args.preset, overrides)))
         for split, result in final["splits"].items():
             if result["accuracy"] is not None:
                 print(f"{args.method} on {args.domain}: {split} accuracy {100 * result['accuracy']:.2f}%")

@@ -19,11 +19,11 @@ class Pretraining(Scratch):
         save_backbone(self.net, self.hparams["width"], Path(folder) / BACKBONE_FILE, domain=SOURCE_DOMAIN)
 
 
-def pretrain(data, out, hp: dict, preset: str, seed=0, device="auto", compile=False, progress=True,
-             resume=False) -> Path:
-    """Train (or resume) the backbone with hyperparameters `hp` (of `preset`, recorded) and
-    save <out>/backbone.pt; returns its path."""
+def pretrain(data, out, hp: dict, extra: dict, seed=0, device="auto", compile=False, progress=True,
+             resume=False, cuda_graphs: bool | None = None) -> Path:
+    """Train (or resume) the backbone with hyperparameters `hp` and save <out>/backbone.pt;
+    returns its path. `extra` is recorded as is (the preset, the overrides)."""
     spec = JobSpec("pretrain", SOURCE_DOMAIN, str(data), str(out), hp, seed=seed, device=device, compile=compile,
-                   progress=progress, resume=resume, extra={"preset": preset})
+                   progress=progress, resume=resume, cuda_graphs=cuda_graphs, extra=extra)
     run_job(spec, Pretraining)
     return Path(out) / BACKBONE_FILE

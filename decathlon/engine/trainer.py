@@ -1,32 +1,38 @@
 """Train one (method, domain, seed) job: the loop, evaluation, records, checkpoints, resume.
 
 A job folder holds `record.jsonl` (one JSON line per epoch, appended), `checkpoint.pt`
-(written atomically after every epoch), `predictions_<split>.npz` and `final.json` once
-finished, then a `done` marker. A killed job loses at most its current epoch: rerun
-with resume and it continues from the last checkpoint. On CPU with fixed seeds the
-resumed job ends with exactly the weights of an uninterrupted one, because the data
-order and augmentation are functions of (seed, epoch) and the RNG state is saved.
+(written atomically after every epoch), predictions and `final.json` once finished
+(decathlon.engine.results), then a `done` marker. A killed job loses at most its current
+epoch: rerun with resume and it continues from the last checkpoint. On CPU with fixed
+seeds the resumed job ends with exactly the weights of an uninterrupted one, because the
+data order and augmentation are functions of (seed, epoch) and the RNG state is saved.
+
+The loop never waits for the device within an epoch: the step (decathlon.engine.step,
+a CUDA graph on CUDA) returns its losses as device tensors, summed on the device and
+read once at the end of the epoch; the progress bar reads them every
+`PROGRESS_EVERY` steps.
 """
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
+from decathlon.data.loader import ShardLoader
+from decathlon.data.manifest import read_manifest, split_entry
 from decathlon.engine import distributed
 from decathlon.engine.checkpoint import CheckpointError, check_resumable, load_backbone, load_checkpoint, save_atomic
 from decathlon.engine.evaluate import evaluate
-from decathlon.data.loader import ShardLoader
-from decathlon.data.manifest import read_manifest, split_entry, write_json_atomic
+from decathlon.engine.results import final_splits, finish
+from decathlon.engine.step import LossMeter, configure_precision, make_step
 from decathlon.methods import get_method
-from decathlon.models import resnet26
 
 PROTOCOLS = {"train": ("train",), "trainval": ("train", "val")}
+PROGRESS_EVERY = 25   # steps between two reads of the running loss for the progress bar
 
 
 @dataclass
@@ -44,20 +50,12 @@ class JobSpec:
     progress: bool = True
     resume: bool = False
     data_parallel: bool = True   # False: this process runs the job alone, even under torchrun
+    cuda_graphs: bool | None = None   # None: on CUDA (not under DDP or compile), never on CPU
     extra: dict = field(default_factory=dict)   # recorded as is (e.g. the preset name)
 
     def identity(self) -> dict:
         return {"method": self.method, "domain": self.domain, "protocol": self.protocol,
                 "seed": self.seed, "hparams": self.hparams}
-
-
-def _final_splits(spec: JobSpec, manifest: dict) -> list:
-    """Splits scored and predicted at the end: val unless trained on, and test (labelled or
-    not: its predictions make the submission file)."""
-    splits = [] if spec.protocol == "trainval" else ["val"]
-    if "test" in manifest["domains"][spec.domain]["splits"]:
-        splits.append("test")
-    return splits
 
 
 def _rng_state() -> dict:
@@ -73,6 +71,40 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _build_method(spec: JobSpec, method_cls, num_classes: int, ctx):
+    """The method on the job's device, wrapped for DDP / compile, with its precision."""
+    hp = spec.hparams
+    backbone = None
+    if method_cls.uses_backbone:
+        if not spec.backbone:
+            raise ValueError(f"method {spec.method!r} starts from a pretrained backbone: pass --backbone "
+                             f"(made by `python -m decathlon pretrain`)")
+        backbone = load_backbone(spec.backbone, hp["width"])
+    torch.manual_seed(spec.seed)
+    method = method_cls(num_classes, hp, backbone and backbone["state"]).to(ctx.device)
+    cuda = ctx.device.type == "cuda"
+    if cuda:
+        method = method.to(memory_format=torch.channels_last)
+    configure_precision(method, hp["precision"], ctx.device)
+    if ctx.distributed:
+        method.wrap(lambda net: torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[ctx.device.index] if cuda else None))
+    if spec.compile:
+        method.wrap(torch.compile)
+    return method, backbone
+
+
+def _loaders(spec: JobSpec, manifest: dict, ctx) -> tuple:
+    hp, cuda = spec.hparams, ctx.device.type == "cuda"
+    common = dict(protocol=hp["augmentation"], seed=spec.seed, device=ctx.device, rank=ctx.rank,
+                  world_size=ctx.world_size, channels_last=cuda)
+    train = ShardLoader(spec.data, spec.domain, PROTOCOLS[spec.protocol], hp["batch_size"], train=True,
+                        shuffle=True, drop_last=True, **common)
+    evaluation = {s: ShardLoader(spec.data, spec.domain, s, hp["eval_batch_size"], train=False, shuffle=False,
+                                 drop_last=False, **common) for s in final_splits(spec, manifest)}
+    return train, evaluation
+
+
 def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
     """Train and evaluate one job; returns final.json. With `spec.resume` an existing
     checkpoint is continued; without, it is an error (nothing is overwritten).
@@ -85,34 +117,10 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
     for split in PROTOCOLS[spec.protocol]:
         split_entry(manifest, spec.data, spec.domain, split)
     method_cls = method_cls or get_method(spec.method)
-    backbone_state = None
-    if method_cls.uses_backbone:
-        if not spec.backbone:
-            raise ValueError(f"method {spec.method!r} starts from a pretrained backbone: pass --backbone "
-                             f"(made by `python -m decathlon pretrain`)")
-        backbone_state = load_backbone(spec.backbone, hp["width"])["state"]
-
-    torch.manual_seed(spec.seed)
     num_classes = manifest["domains"][spec.domain]["num_classes"]
-    method = method_cls(num_classes, hp, backbone_state).to(ctx.device)
-    cuda = ctx.device.type == "cuda"
-    if cuda:
-        method = method.to(memory_format=torch.channels_last)
-        method.autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    if ctx.distributed:
-        method.wrap(lambda net: torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[ctx.device.index] if cuda else None))
-    if spec.compile:
-        method.wrap(torch.compile)
+    method, backbone = _build_method(spec, method_cls, num_classes, ctx)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(method.optimizer, hp["lr_milestones"], hp["lr_gamma"])
-
-    loader_args = dict(protocol=hp["augmentation"], seed=spec.seed, device=ctx.device, rank=ctx.rank,
-                       world_size=ctx.world_size, channels_last=cuda)
-    train_loader = ShardLoader(spec.data, spec.domain, PROTOCOLS[spec.protocol], hp["batch_size"], train=True,
-                               shuffle=True, drop_last=True, **loader_args)
-    eval_loaders = {s: ShardLoader(spec.data, spec.domain, s, hp["eval_batch_size"], train=False,
-                                   shuffle=False, drop_last=False, **loader_args)
-                    for s in _final_splits(spec, manifest)}
+    train_loader, eval_loaders = _loaders(spec, manifest, ctx)
     # Each epoch is scored on val only: never on test (the protocol trap of picking by
     # test accuracy), and not at all under trainval, whose val is training data.
     monitored = {s: loader for s, loader in eval_loaders.items() if s == "val"}
@@ -134,22 +142,31 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
     if ctx.is_main:
         _truncate_record(record_path, start_epoch)
 
+    graphs = spec.cuda_graphs
+    if graphs is None:
+        graphs = ctx.device.type == "cuda" and not ctx.distributed and not spec.compile
+    step = make_step(method, ctx.device, graphs)
+    policy = method.eval_policies()[0]
     scores = {}
     for epoch in range(start_epoch, hp["epochs"]):
         train_loader.set_epoch(epoch)
-        began, losses = time.perf_counter(), []
+        began, meter = time.perf_counter(), LossMeter()
         bar = tqdm(train_loader, desc=f"{spec.method}/{spec.domain} epoch {epoch + 1}/{hp['epochs']}",
                    leave=False, disable=not (spec.progress and ctx.is_main))
         for images, labels, _ in bar:
-            losses.append(method.update(images, labels)["loss"])
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        scheduler.step()
+            meter.add(step(images, labels))
+            if spec.progress and ctx.is_main and meter.steps % PROGRESS_EVERY == 0:
+                bar.set_postfix(loss=f"{meter.means()['loss']:.3f}")
+        losses = meter.means()   # waits for the device: the epoch's work is done after this
         seconds = time.perf_counter() - began
-        scores = {s: evaluate(method, loader, ctx) for s, loader in monitored.items()}
-        line = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
+        scheduler.step()
+        scores = {s: evaluate(method, loader, ctx, policy, hp.get("sample_draws", 1), hp.get("sample_seed", 0))
+                  for s, loader in monitored.items()}
+        line = {"epoch": epoch + 1, "train_loss": losses.get("loss"),
+                **{f"train_{k}": v for k, v in losses.items() if k != "loss"},
                 "lr": method.optimizer.param_groups[0]["lr"], "seconds": seconds,
                 "train_images_per_s": len(train_loader) * hp["batch_size"] * ctx.world_size / max(seconds, 1e-9),
-                **{f"{s}_accuracy": r.accuracy for s, r in scores.items()},
+                "step": step.kind, **{f"{s}_accuracy": r.accuracy for s, r in scores.items()},
                 **{f"{s}_stats": r.stats for s, r in scores.items() if r.stats}}
         if ctx.is_main:
             with open(record_path, "a") as f:
@@ -159,7 +176,11 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
                          "scheduler": scheduler.state_dict(), "rng": _rng_state()}, ckpt_path)
         distributed.barrier(ctx)
 
-    return _finish(spec, method, eval_loaders, scores, ctx, manifest)
+    execution = {"device": str(ctx.device), "world_size": ctx.world_size, "step": step.kind,
+                 "torch": torch.__version__}
+    if ctx.device.type == "cuda":
+        execution["device_name"] = torch.cuda.get_device_name(ctx.device)
+    return finish(spec, method, eval_loaders, scores, ctx, manifest, backbone, execution)
 
 
 def _truncate_record(path: Path, epochs_kept: int) -> None:
@@ -167,25 +188,3 @@ def _truncate_record(path: Path, epochs_kept: int) -> None:
     if path.is_file():
         lines = path.read_text().splitlines()[:epochs_kept]
         path.write_text("".join(line + "\n" for line in lines))
-
-
-def _finish(spec: JobSpec, method, eval_loaders: dict, scores: dict, ctx, manifest: dict) -> dict:
-    """Final evaluation (reusing the last epoch's scores when this process made them),
-    predictions for results.json, final.json and the done marker."""
-    out = Path(spec.out)
-    final = {"spec": asdict(spec), "synthetic": manifest["synthetic"],
-             "stored_parameters": method.stored_parameters(), "num_classes": method.num_classes,
-             # One ResNet-26 at this width without classifier: the unit of the Decathlon's #par.
-             "reference_parameters": sum(p.numel() for p in resnet26(0, spec.hparams["width"]).parameters()),
-             "splits": {}}
-    for split, loader in eval_loaders.items():
-        result = scores.get(split) or evaluate(method, loader, ctx)
-        final["splits"][split] = {"accuracy": result.accuracy, "num_images": result.count, "stats": result.stats}
-        if ctx.is_main:
-            np.savez(out / f"predictions_{split}.npz", image_ids=result.image_ids, labels=result.predictions)
-    if ctx.is_main:
-        method.export(out)
-        write_json_atomic(out / "final.json", final)
-        (out / "done").write_text("")
-    distributed.barrier(ctx)
-    return final

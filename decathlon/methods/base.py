@@ -40,8 +40,7 @@ class Method(nn.Module):
 
     def param_groups(self) -> list:
         """SGD parameter groups; each group's `lr` is scaled by the engine's schedule."""
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        return [{"params": params, "lr": self.hparams["lr"], "weight_decay": self.hparams["weight_decay"]}]
+        return decay_groups(self.net.parameters(), self.hparams["lr"], self.hparams)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
         """(loss, logs) for one batch; methods with extra terms (budget, ...) override it."""
@@ -67,6 +66,14 @@ class Method(nn.Module):
         """Extra per-evaluation statistics (e.g. SpotTune's policy usage); JSON-able."""
         return {}
 
+    def eval_policies(self) -> tuple:
+        """The test-time decision policies a finished job is evaluated with, the reported
+        one first; None for methods without decisions."""
+        return (None,)
+
+    def use_eval_policy(self, policy: str | None) -> None:
+        """Make `predict` use `policy` (one of `eval_policies()`)."""
+
     # --- fixed behaviour -------------------------------------------------------------
     @property
     def train_net(self) -> nn.Module:
@@ -78,14 +85,35 @@ class Method(nn.Module):
         self.__dict__["_wrapped_net"] = wrapper(self.train_net)
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> dict:
-        """One optimisation step; returns the losses as floats."""
+        """One optimisation step; returns the losses as detached 0-d tensors on the device.
+
+        Nothing here waits for the device (no .item()): the engine accumulates the losses
+        where they are and may capture this whole step in a CUDA graph."""
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             loss, logs = self.training_loss(x, y)
         loss.backward()
         self.optimizer.step()
-        return {"loss": float(loss.detach()), **logs}
+        return {"loss": loss.detach(), **logs}
+
+
+def decay_groups(parameters, lr: float, hparams: dict) -> list:
+    """SGD groups of the trainable parameters, split by weight decay.
+
+    The residual-adapter code decays 3x3 convolution weights, 1x1 convolution weights and
+    everything else separately (`weight_decay_3x3`, `weight_decay_1x1`, `weight_decay`); a
+    None value means the same as `weight_decay`. Empty groups are left out."""
+    rest = hparams["weight_decay"]
+    decays = {"3x3": hparams.get("weight_decay_3x3"), "1x1": hparams.get("weight_decay_1x1")}
+    groups = {}
+    for parameter in parameters:
+        if not parameter.requires_grad:
+            continue
+        kind = f"{parameter.shape[-1]}x{parameter.shape[-2]}" if parameter.dim() == 4 else "rest"
+        decay = rest if decays.get(kind) is None else decays[kind]
+        groups.setdefault(decay, []).append(parameter)
+    return [{"params": params, "lr": lr, "weight_decay": decay} for decay, params in groups.items()]
 
 
 def new_backbone(hparams: dict, num_classes: int, backbone_state: dict | None, **kwargs) -> nn.Module:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decathlon.methods.base import Method, new_backbone
+from decathlon.methods.base import Method, decay_groups, new_backbone
 from decathlon.models import SpotTuneNet, budget_loss
 
 DOMAIN_FILE = "spottune_domain.pt"   # what one domain ships beside the shared backbone
@@ -38,8 +38,9 @@ class _OneDomain(nn.Module):
 class SpotTune(Method):
     """Guo et al. 2019: per image and block, a policy picks the frozen or fine-tuned copy.
 
-    Evaluation uses the deterministic argmax policy unless `eval_policy` is 'sample'
-    (the public code's test-time Gumbel sampling, recorded in the job's hparams)."""
+    A finished job is evaluated with both test-time policies: `argmax` (deterministic) and
+    `sample` (the public code's Gumbel draws, i.e. samples of softmax(logits)); the
+    hyperparameter `eval_policy` says which one the job reports first (and monitors)."""
     name = "spottune"
     train_mode = "gumbel"
     domain = "target"
@@ -52,9 +53,15 @@ class SpotTune(Method):
 
     def param_groups(self) -> list:
         groups = self.net.spottune.parameter_groups(self.domain)
-        return [{"params": groups["network"], "lr": self.hparams["lr"], "weight_decay": self.hparams["weight_decay"]},
-                {"params": groups["policy"], "lr": self.hparams["policy_lr"],
-                 "weight_decay": self.hparams["policy_weight_decay"]}]
+        network = decay_groups(groups["network"], self.hparams["lr"], self.hparams)
+        return network + [{"params": groups["policy"], "lr": self.hparams["policy_lr"],
+                           "weight_decay": self.hparams["policy_weight_decay"]}]
+
+    def eval_policies(self) -> tuple:
+        return tuple(dict.fromkeys((self.hparams["eval_policy"], "argmax", "sample")))
+
+    def use_eval_policy(self, policy: str | None) -> None:
+        self.net.eval_mode = policy
 
     def eval_stats(self) -> dict:
         """Fraction of images that took the fine-tuned path of each block."""
@@ -80,7 +87,7 @@ class SpotTuneGlobal(SpotTune):
         budget = budget_loss(self.net.last_decisions, self.hparams["budget_blocks"],
                              self.hparams["budget_weight"], self.hparams["entropy_weight"])
         ce = F.cross_entropy(logits, y)
-        return ce + budget, {"budget_loss": float(budget.detach())}
+        return ce + budget, {"budget_loss": budget.detach()}
 
     def _pruned(self) -> SpotTuneNet:
         pruned = copy.deepcopy(self.net.spottune)
@@ -100,9 +107,12 @@ class RandomPolicy(SpotTune):
     name = "random_policy"
     train_mode = "random"
 
+    def eval_policies(self) -> tuple:
+        return ("random",)
+
     def param_groups(self) -> list:
-        return [{"params": self.net.spottune.parameter_groups(self.domain)["network"],
-                 "lr": self.hparams["lr"], "weight_decay": self.hparams["weight_decay"]}]
+        network = self.net.spottune.parameter_groups(self.domain)["network"]
+        return decay_groups(network, self.hparams["lr"], self.hparams)
 
     def stored_parameters(self) -> dict:
         counts = super().stored_parameters()

@@ -27,9 +27,9 @@ BASELINE_METHOD = "finetune"   # the run's own baseline of S where the published
 EVAL_SPLITS = ("val", "test")
 JOB_PATTERNS = ("pretrain/*", "jobs/*/*/*/seed*")
 
-JOB_COLUMNS = ["path", "preset", "protocol", "method", "eval_policy", "variant", "domain", "seed",
-               "synthetic", "val_accuracy", "test_accuracy", "val_images", "test_images",
-               "stored_total", "stored_classifier", "reference_parameters"]
+JOB_COLUMNS = ["path", "preset", "protocol", "method", "eval_policy", "options", "variant", "domain", "seed",
+               "synthetic", "backbone", "preset_protocol", "val_accuracy", "test_accuracy", "val_images",
+               "test_images", "test_predictions", "stored_total", "stored_classifier", "reference_parameters"]
 INCOMPLETE_COLUMNS = ["path", "method", "domain", "reason"]
 CURVE_COLUMNS = ["path", "preset", "protocol", "synthetic", "variant", "domain", "seed",
                  "epoch", "train_loss", "val_accuracy", "test_accuracy"]
@@ -44,10 +44,12 @@ class CollectError(ValueError):
 class Collection:
     """Everything the writers need, read from the job folders alone.
 
-    jobs: one row per finished job (pretraining included, method "pretrain"), sorted.
-      Accuracies are fractions (NaN where a split was not scored or has no labels);
-      `variant` is the table row label: the method, plus its evaluation policy when
-      the job records one (SpotTune variants: argmax or sampled decisions differ).
+    jobs: one row per finished job and evaluation (pretraining included, method
+      "pretrain"), sorted. A SpotTune job has a row per test-time policy (argmax, sampled)
+      from the one training. Accuracies are fractions (NaN where a split was not scored or
+      has no labels); `variant` is the table row label: the method, its evaluation policy
+      when it has one, and every hyperparameter the run overrode (`options`, e.g.
+      precision=bf16), so that no deliberate difference is pooled with the preset's rows.
     incomplete: unfinished or unreadable job folders (path, method, domain, reason).
     curves: one row per job and epoch of record.jsonl (accuracies as fractions).
     policy: SpotTune's policy usage, one row per job, split and residual block (1-based).
@@ -69,8 +71,24 @@ class Collection:
         return self.jobs[self.jobs["method"] == PRETRAIN_METHOD]
 
 
-def variant_name(method: str, eval_policy: str | None) -> str:
-    return method if eval_policy is None else f"{method} (eval {eval_policy})"
+def variant_name(method: str, eval_policy: str | None, options: str = "") -> str:
+    """'spottune (eval sample; precision=bf16)': the row label of a table."""
+    details = "; ".join(part for part in ((eval_policy and f"eval {eval_policy}"), options) if part)
+    return f"{method} ({details})" if details else method
+
+
+def options_label(overrides: dict | None) -> str:
+    """The hyperparameters a run overrode, as 'key=value, ...' in key order ('' for none)."""
+    return ", ".join(f"{key}={value}" for key, value in sorted((overrides or {}).items()))
+
+
+def backbone_label(record: dict | None) -> str:
+    """Where a job's backbone came from: imported from a file (named, with its sha256), or
+    pretrained by this suite (a pretraining job, which records none, is the latter)."""
+    if record and record.get("kind") == "imported":
+        name = Path(str(record.get("source_file") or record.get("file"))).name
+        return f"imported {name} (sha256 {str(record.get('sha256'))[:12]})"
+    return "pretrained by this suite"
 
 
 def collect(run_dirs) -> Collection:
@@ -91,10 +109,11 @@ def collect(run_dirs) -> Collection:
             if final is None:
                 incomplete.append(dict(zip(INCOMPLETE_COLUMNS, (str(folder), *_identity_from_path(folder), reason))))
                 continue
-            job = _job_row(folder, final)
-            jobs.append(job)
-            curves += _curve_rows(folder, job)
-            policy += _policy_rows(final, job)
+            rows = _job_rows(folder, final)
+            jobs += rows
+            curves += _curve_rows(folder, rows[0])
+            for row, evaluation in zip(rows, _evaluations(final)):
+                policy += _policy_rows(evaluation["splits"], row)
     return Collection(run_dirs, _sorted(pd.DataFrame(jobs, columns=JOB_COLUMNS)),
                       pd.DataFrame(incomplete, columns=INCOMPLETE_COLUMNS),
                       pd.DataFrame(curves, columns=CURVE_COLUMNS), pd.DataFrame(policy, columns=POLICY_COLUMNS))
@@ -141,23 +160,39 @@ def _preset_protocol_from_path(folder: Path) -> tuple:
     return preset, protocol
 
 
-def _job_row(folder: Path, final: dict) -> dict:
-    spec, splits = final["spec"], final["splits"]
+def _evaluations(final: dict) -> list:
+    """final.json's evaluations, one per test-time policy; a format-1 file has one, its
+    policy in the hyperparameters."""
+    if isinstance(final.get("evaluations"), list) and final["evaluations"]:
+        return final["evaluations"]
+    return [{"eval_policy": final["spec"].get("hparams", {}).get("eval_policy"), "splits": final["splits"]}]
+
+
+def _job_rows(folder: Path, final: dict) -> list:
+    """One row per evaluation of a finished job."""
+    spec = final["spec"]
     path_preset, path_protocol = _preset_protocol_from_path(folder)
-    eval_policy = spec.get("hparams", {}).get("eval_policy")
-    stored = final.get("stored_parameters", {})
-    row = {"path": str(folder), "preset": (spec.get("extra") or {}).get("preset", path_preset),
-           "protocol": spec.get("protocol", path_protocol), "method": spec["method"],
-           "eval_policy": eval_policy, "variant": variant_name(spec["method"], eval_policy),
-           "domain": spec["domain"], "seed": int(spec.get("seed", 0)), "synthetic": bool(final.get("synthetic")),
-           "stored_total": stored.get("total"), "stored_classifier": stored.get("classifier"),
-           "reference_parameters": final.get("reference_parameters")}
-    for split in EVAL_SPLITS:
-        entry = splits.get(split) or {}
-        accuracy = entry.get("accuracy")
-        row[f"{split}_accuracy"] = float("nan") if accuracy is None else float(accuracy)
-        row[f"{split}_images"] = entry.get("num_images")
-    return row
+    extra, stored = spec.get("extra") or {}, final.get("stored_parameters", {})
+    options = options_label(extra.get("overrides"))
+    common = {"path": str(folder), "preset": extra.get("preset", path_preset),
+              "protocol": spec.get("protocol", path_protocol), "method": spec["method"], "options": options,
+              "domain": spec["domain"], "seed": int(spec.get("seed", 0)), "synthetic": bool(final.get("synthetic")),
+              "backbone": backbone_label(final.get("backbone")), "preset_protocol": extra.get("preset_protocol"),
+              "stored_total": stored.get("total"), "stored_classifier": stored.get("classifier"),
+              "reference_parameters": final.get("reference_parameters")}
+    rows = []
+    for evaluation in _evaluations(final):
+        policy, splits = evaluation.get("eval_policy"), evaluation.get("splits") or {}
+        row = {**common, "eval_policy": policy, "variant": variant_name(spec["method"], policy, options)}
+        for split in EVAL_SPLITS:
+            entry = splits.get(split) or {}
+            accuracy = entry.get("accuracy")
+            row[f"{split}_accuracy"] = float("nan") if accuracy is None else float(accuracy)
+            row[f"{split}_images"] = entry.get("num_images")
+        test_file = (splits.get("test") or {}).get("predictions", "predictions_test.npz")
+        row["test_predictions"] = str(folder / test_file)
+        rows.append(row)
+    return rows
 
 
 def _curve_rows(folder: Path, job: dict) -> list:
@@ -176,10 +211,10 @@ def _curve_rows(folder: Path, job: dict) -> list:
     return rows
 
 
-def _policy_rows(final: dict, job: dict) -> list:
+def _policy_rows(splits: dict, job: dict) -> list:
     """Fraction of images taking the fine-tuned path of each block, per scored split."""
     rows = []
-    for split, entry in sorted(final["splits"].items()):
+    for split, entry in sorted(splits.items()):
         usage = ((entry or {}).get("stats") or {}).get("policy_usage")
         for block, fraction in enumerate(usage or (), start=1):
             rows.append({**{key: job[key] for key in POLICY_COLUMNS if key in job},

@@ -15,6 +15,7 @@ domains, the Decathlon score S and #par, each as mean and standard error over se
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,7 @@ class Leaderboard:
     preset: str
     protocol: str
     split: str
+    backbone: str            # where the shared backbone came from (pretrained here, or imported)
     cells: pd.DataFrame
     baseline: str            # the caption line saying which baseline S used, or why S is n/a
     missing_domains: tuple   # paper-order domains with no result of ours (empty cells)
@@ -53,8 +55,10 @@ class Leaderboard:
 
     @property
     def slug(self) -> str:
-        """File-name form of the table's identity."""
-        return f"{'synthetic-' if self.synthetic else ''}{self.preset}-{self.protocol}-{self.split}"
+        """File-name form of the table's identity (an imported backbone adds its sha256 prefix)."""
+        imported = re.search(r"sha256 ([0-9a-f]+)", self.backbone)
+        tag = f"-imported-{imported[1]}" if imported else ""
+        return f"{'synthetic-' if self.synthetic else ''}{self.preset}-{self.protocol}{tag}-{self.split}"
 
     def methods(self, source: str | None = None) -> list:
         """Row labels in table order (ours first), optionally of one source only."""
@@ -71,18 +75,20 @@ def leaderboards(collection: Collection) -> list:
     """Every table of the collection: split val for protocol train, test where labelled."""
     boards = []
     targets = collection.targets()
-    for (synthetic, preset, protocol), group in targets.groupby(["synthetic", "preset", "protocol"], sort=True):
+    keys = ["synthetic", "preset", "protocol", "backbone"]
+    for (synthetic, preset, protocol, backbone), group in targets.groupby(keys, sort=True):
         splits = ["val"] if protocol == "train" and group["val_accuracy"].notna().any() else []
         splits += ["test"] if group["test_accuracy"].notna().any() else []
         for split in splits:
-            boards.append(_leaderboard(collection, group, bool(synthetic), preset, protocol, split))
+            boards.append(_leaderboard(collection, group, bool(synthetic), preset, protocol, backbone, split))
     return boards
 
 
-def _leaderboard(collection, group, synthetic, preset, protocol, split) -> Leaderboard:
+def _leaderboard(collection, group, synthetic, preset, protocol, backbone, split) -> Leaderboard:
     column = f"{split}_accuracy"
     pretraining = collection.pretraining()
-    source = pretraining[(pretraining["preset"] == preset) & (pretraining["synthetic"] == synthetic)][column].dropna()
+    source = pretraining[(pretraining["preset"] == preset) & (pretraining["synthetic"] == synthetic)
+                         & (pretraining["backbone"] == backbone)][column].dropna()
     scored = group[group[column].notna()]
     published = split == "test" and not synthetic
     errors, baseline = _baseline_errors(scored, column, source, published, split)
@@ -95,9 +101,13 @@ def _leaderboard(collection, group, synthetic, preset, protocol, split) -> Leade
     if source.empty:
         notes.append(f"no finished pretraining job of preset {preset} scored on {split}: ImNet is empty "
                      "and not part of the mean or S")
+    own_protocol = set(group["preset_protocol"].dropna()) - {protocol}
+    if own_protocol:
+        notes.append(f"preset {preset} reproduces protocol {', '.join(sorted(own_protocol))}; these jobs ran "
+                     f"protocol {protocol} (--protocol), a deliberate difference")
     have = set(scored["domain"]) | ({SOURCE_DOMAIN} if len(source) else set())
     table = pd.DataFrame(cells, columns=CELL_COLUMNS).astype({"n": "Int64"})
-    return Leaderboard(synthetic, preset, protocol, split, table, baseline,
+    return Leaderboard(synthetic, preset, protocol, split, backbone, table, baseline,
                        tuple(d for d in PAPER_ORDER if d not in have), tuple(notes))
 
 

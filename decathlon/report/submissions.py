@@ -24,7 +24,6 @@ from decathlon.data.domains import DOMAIN_NAMES, SOURCE_DOMAIN
 from decathlon.scoring.submission import ResultsError, official_test_ids, validate_results, write_results
 
 SUBMISSIONS_DIR = "submissions"
-PREDICTIONS_FILE = "predictions_test.npz"
 SUMMARY_COLUMNS = ["file", "data", "preset", "protocol", "method", "seed", "domains", "entries", "complete",
                    "problem"]
 
@@ -34,8 +33,9 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "-", text).strip("-").lower()
 
 
-def _load_predictions(folder) -> tuple | None:
-    path = Path(folder) / PREDICTIONS_FILE
+def _load_predictions(path) -> tuple | None:
+    """(image_ids, labels) of a job's test predictions file, None where there is none."""
+    path = Path(path)
     if not path.is_file():
         return None
     with np.load(path) as arrays:
@@ -50,7 +50,7 @@ def _source_predictions(collection: Collection, preset: str, synthetic: bool, se
         return None
     same_seed = jobs[jobs["seed"] == seed]
     chosen = same_seed if len(same_seed) else jobs.sort_values("seed", kind="stable")
-    return _load_predictions(chosen["path"].iloc[0])
+    return _load_predictions(chosen["test_predictions"].iloc[0])
 
 
 def write_submissions(collection: Collection, out_dir) -> pd.DataFrame:
@@ -60,7 +60,7 @@ def write_submissions(collection: Collection, out_dir) -> pd.DataFrame:
     targets = collection.targets()
     keys = ["synthetic", "preset", "protocol", "variant", "seed"]
     for (synthetic, preset, protocol, variant, seed), jobs in targets.groupby(keys, sort=True):
-        predictions = {row.domain: _load_predictions(row.path) for row in jobs.itertuples()}
+        predictions = {row.domain: _load_predictions(row.test_predictions) for row in jobs.itertuples()}
         source = _source_predictions(collection, preset, bool(synthetic), int(seed))
         if source is not None:
             predictions[SOURCE_DOMAIN] = source

@@ -19,7 +19,7 @@ from decathlon.report.leaderboard import SUMMARY_METRICS, Leaderboard, leaderboa
 
 DECIMALS = {"S": 0, "#par": 2}   # accuracies and their mean: 2
 WITHOUT_SE = ("#par",)            # shown as the mean over seeds only (its s.e. is in scores.csv)
-CSV_COLUMNS = ["data", "preset", "protocol", "split", "method", "source", "metric", "mean", "se", "n"]
+CSV_COLUMNS = ["data", "preset", "protocol", "backbone", "split", "method", "source", "metric", "mean", "se", "n"]
 
 
 def format_cell(mean: float, se: float, n, decimals: int) -> str:
@@ -54,8 +54,8 @@ def display_table(board: Leaderboard) -> pd.DataFrame:
 def caption(board: Leaderboard) -> str:
     label = board.data_label[0].upper() + board.data_label[1:]
     return (f"{label} data: top-1 accuracy (%) on the {board.split} split, preset {board.preset}, "
-            f"protocol {board.protocol}; mean ± s.e. over seeds (± only when n > 1); ImNet is the "
-            f"pretraining job's accuracy. {board.baseline}")
+            f"protocol {board.protocol}, backbone {board.backbone}; mean ± s.e. over seeds (± only when "
+            f"n > 1); ImNet is the backbone's own accuracy. {board.baseline}")
 
 
 def _markdown_grid(frame: pd.DataFrame) -> str:
@@ -112,7 +112,7 @@ def leaderboard_latex(boards: list) -> str:
 def scores_frame(boards: list) -> pd.DataFrame:
     """All tables' cells, tidy, with the table identity on every row."""
     frames = [board.cells.assign(data=board.data_label, preset=board.preset, protocol=board.protocol,
-                                 split=board.split) for board in boards]
+                                 backbone=board.backbone, split=board.split) for board in boards]
     return pd.concat(frames, ignore_index=True)[CSV_COLUMNS] if frames else pd.DataFrame(columns=CSV_COLUMNS)
 
 

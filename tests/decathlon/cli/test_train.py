@@ -58,3 +58,16 @@ def test_errors_a_user_can_fix_are_one_line(tiny_decathlon, tiny_backbone, tmp_p
     assert main([*base, "--data", str(tiny_decathlon), "--backbone", str(tiny_backbone),
                  "--hparam", "widht=0.125"]) == 2
     assert "unknown hyperparameter 'widht'" in capsys.readouterr().err
+
+
+def test_preset_carries_its_protocol_and_precision_is_a_recorded_override(tiny_decathlon, tiny_backbone,
+                                                                          tiny_hparams, tmp_path):
+    out = tmp_path / "job"
+    assert main(["train", "--method", "spottune", "--domain", "dtd", "--data", str(tiny_decathlon),
+                 "--backbone", str(tiny_backbone), "--out", str(out), "--preset", "spottune_paper",
+                 "--precision", "bf16", "--device", "cpu", "--no-progress", *_tiny_args(tiny_hparams)]) == 0
+    final = json.loads((out / "final.json").read_text())
+    assert final["spec"]["protocol"] == "trainval" and set(final["splits"]) == {"test"}   # the public code's
+    assert final["spec"]["extra"]["overrides"]["precision"] == "bf16"
+    assert final["spec"]["extra"]["preset_protocol"] == "trainval"
+    assert [e["eval_policy"] for e in final["evaluations"]] == ["sample", "argmax"]   # as published, first

@@ -30,7 +30,7 @@ def test_three_updates_then_predict(name, backbone_state):
     frozen_before = {n: p.detach().clone() for n, p in method.net.named_parameters() if not p.requires_grad}
     for _ in range(3):
         logs = method.update(x, y)
-        assert torch.isfinite(torch.tensor(logs["loss"]))
+        assert torch.isfinite(logs["loss"])
     changed = [n for n, p in method.net.named_parameters() if p.requires_grad
                and not torch.equal(p, trainable_before[n])]
     assert changed, "no trainable parameter moved"
@@ -100,3 +100,28 @@ def test_wrapped_network_is_used_for_training_and_kept_out_of_the_state(backbone
     method.wrap(torch.compile)  # lazy: nothing compiles until called; refuses truth tests
     assert method.train_net is not method.net
     assert set(method.state_dict()) == keys and all(k.startswith("net.") for k in keys)
+
+
+def test_weight_decay_groups_split_3x3_1x1_and_the_rest(backbone_state):
+    hp = hparams("parallel_adapters", "aircraft", "adapters_paper", {"width": WIDTH, "weight_decay_3x3": 0.3,
+                                                                     "weight_decay_1x1": 0.1, "weight_decay": 0.2})
+    method = get_method("finetune")(3, hp, backbone_state)
+    groups = {group["weight_decay"]: group["params"] for group in method.optimizer.param_groups}
+    assert set(groups) == {0.3, 0.2}   # finetune has no 1x1 convolutions
+    assert all(p.dim() == 4 and p.shape[-2:] == (3, 3) for p in groups[0.3])
+    assert all(p.dim() < 4 for p in groups[0.2])
+    adapters = get_method("parallel_adapters")(3, hp, backbone_state)
+    groups = {group["weight_decay"]: group["params"] for group in adapters.optimizer.param_groups}
+    assert set(groups) == {0.1, 0.2}   # 3x3 weights are frozen, the 1x1 adapters decay apart
+    assert all(p.shape[-2:] == (1, 1) for p in groups[0.1])
+    default = get_method("finetune")(3, hparams("finetune", "aircraft", "cpu_demo", {"width": WIDTH}), backbone_state)
+    assert len(default.optimizer.param_groups) == 1   # None: one group, as before
+
+
+@pytest.mark.parametrize("name, policies", [("finetune", (None,)), ("spottune", ("argmax", "sample")),
+                                            ("spottune_global", ("argmax", "sample")),
+                                            ("random_policy", ("random",))])
+def test_eval_policies_reported_one_first(name, policies, backbone_state):
+    assert _method(name, backbone_state).eval_policies() == policies
+    hp = hparams("spottune", "aircraft", "spottune_paper", {"width": WIDTH})
+    assert get_method("spottune")(3, hp, backbone_state).eval_policies() == ("sample", "argmax")

@@ -1,6 +1,8 @@
 """Collecting results from hand-written job folders (the `write_run` fixture of this
 folder's conftest.py): numbers worked by hand, files, CLI."""
+import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -157,3 +159,38 @@ def test_cli_refuses_a_folder_without_jobs(tmp_path, capsys):
     assert "not a folder" in capsys.readouterr().err
     with pytest.raises(CollectError):
         collect([])
+
+
+def _as_two_policy_jobs(run, overrides, preset_protocol):
+    """Rewrite the fabricated spottune jobs as format-2 records: one training evaluated with
+    argmax and with sampled decisions (sampled accuracy 10 points lower, its own file)."""
+    for path in run.glob("jobs/*/spottune/*/seed[01]/final.json"):
+        final = json.loads(path.read_text())
+        sampled = {split: dict(entry, accuracy=entry["accuracy"] - 0.1,
+                               predictions=f"predictions_{split}-eval-sample.npz")
+                   for split, entry in final["splits"].items()}
+        for split in sampled:
+            (path.parent / sampled[split]["predictions"]).write_bytes((path.parent / f"predictions_{split}.npz")
+                                                                      .read_bytes())
+        final.update(format=2, evaluations=[{"eval_policy": "argmax", "splits": final["splits"]},
+                                            {"eval_policy": "sample", "splits": sampled}],
+                     backbone={"file": "x/backbone.pt", "kind": "ours"})
+        final["spec"]["extra"].update(overrides=overrides, preset_protocol=preset_protocol)
+        path.write_text(json.dumps(final))
+
+
+def test_one_training_gives_a_row_per_policy_and_overrides_are_shown(tmp_path, write_run):
+    run = write_run(tmp_path)
+    _as_two_policy_jobs(run, {"precision": "bf16"}, "trainval")
+    collection = collect(run)
+    table = board(collection)
+    sampled, argmax = "spottune (eval sample; precision=bf16)", "spottune (eval argmax; precision=bf16)"
+    assert table.methods() == ["finetune", argmax, sampled]
+    assert table.value(argmax, "dtd") == pytest.approx(65.0) and table.value(sampled, "dtd") == pytest.approx(55.0)
+    assert table.value(argmax, "#par") == table.value(sampled, "#par")
+    assert any("reproduces protocol trainval; these jobs ran protocol train" in note for note in table.notes)
+    assert table.backbone == "pretrained by this suite"
+    assert set(collection.policy["variant"]) == {argmax, sampled}
+    files = write_submissions(collection, tmp_path / "out")
+    assert {"results_spottune-eval-sample-precision-bf16_seed0.json",
+            "results_spottune-eval-argmax-precision-bf16_seed0.json"} <= {Path(f).name for f in files["file"]}

@@ -1,0 +1,84 @@
+"""Training step runners: eager on CPU, replayed from a CUDA graph on CUDA; device-side loss sums."""
+import copy
+
+import pytest
+import torch
+
+from decathlon.benchmark.hparams import hparams
+from decathlon.engine.step import EagerStep, GraphedStep, LossMeter, configure_precision, make_step
+from decathlon.methods import get_method
+from decathlon.models import resnet26
+
+WIDTH = 0.125
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _method(name, device="cpu"):
+    torch.manual_seed(0)
+    state = resnet26(5, WIDTH).state_dict()
+    hp = hparams(name, "aircraft", "cpu_demo", {"width": WIDTH, "lr": 0.05})
+    return get_method(name)(4, hp, state).to(device)
+
+
+def _batches(n, device, size=24):
+    generator = torch.Generator().manual_seed(3)
+    return [(torch.randn(8, 3, size, size, generator=generator).to(device),
+             torch.randint(0, 4, (8,), generator=generator).to(device)) for _ in range(n)]
+
+
+def test_cpu_runs_eagerly_and_refuses_graphs():
+    method = _method("finetune")
+    assert isinstance(make_step(method, torch.device("cpu"), False), EagerStep)
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        make_step(method, torch.device("cpu"), True)
+
+
+def test_update_returns_device_tensors_and_the_meter_sums_them_on_the_device():
+    method, meter = _method("spottune_global"), LossMeter()
+    step = make_step(method, torch.device("cpu"), False)
+    outs = []
+    for x, y in _batches(3, "cpu"):
+        out = step(x, y)
+        assert all(torch.is_tensor(v) and v.dim() == 0 and not v.requires_grad for v in out.values())
+        outs.append({k: float(v) for k, v in out.items()})
+        meter.add(out)
+    means = meter.means()
+    assert set(means) == {"loss", "budget_loss"} and meter.steps == 3
+    assert means["loss"] == pytest.approx(sum(o["loss"] for o in outs) / 3)
+
+
+def test_precision_sets_autocast_and_refuses_unknown_values():
+    method = _method("finetune")
+    configure_precision(method, "bf16", torch.device("cpu"))
+    x, y = _batches(1, "cpu")[0]
+    with method.autocast():
+        assert method.net(x).dtype == torch.bfloat16
+    configure_precision(method, "fp32", torch.device("cpu"))
+    with method.autocast():
+        assert method.net(x).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision 'fp16'"):
+        configure_precision(method, "fp16", torch.device("cpu"))
+
+
+@cuda_only
+@pytest.mark.parametrize("name", ["finetune", "spottune"])
+def test_graph_replays_match_eager_steps_and_recapture_on_lr_change(name):
+    device = torch.device("cuda")
+    eager, graphed = _method(name, device), None
+    graphed = copy.deepcopy(eager)
+    graphed.optimizer = type(eager.optimizer)(graphed.param_groups(), lr=0.05, momentum=0.9)
+    eager.optimizer = type(eager.optimizer)(eager.param_groups(), lr=0.05, momentum=0.9)
+    runners = {"eager": EagerStep(eager), "graph": GraphedStep(graphed, warmup_steps=2)}
+    batches = _batches(8, device)
+    for index, (x, y) in enumerate(batches):
+        if index == 5:   # a schedule step: the graph must be captured again
+            for method in (eager, graphed):
+                for group in method.optimizer.param_groups:
+                    group["lr"] *= 0.1
+        losses = {kind: float(run(x, y)["loss"]) for kind, run in runners.items()}
+        assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    assert runners["graph"].captures == 2
+    if name == "finetune":   # no randomness inside the step: the same parameters, up to cuDNN's order
+        for (key, a), b in zip(eager.state_dict().items(), graphed.state_dict().values()):
+            if a.is_floating_point():
+                assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), key
