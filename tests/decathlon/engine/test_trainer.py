@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from decathlon.engine import trainer
-from decathlon.engine.checkpoint import CheckpointError
+from decathlon.engine.checkpoint import CheckpointError, load_backbone, load_checkpoint
 from decathlon.engine.trainer import JobSpec, run_job
 from decathlon.benchmark.hparams import hparams
+from decathlon.methods import get_method
 
 
-def _spec(tiny_decathlon, tiny_backbone, tiny_hparams, out, method="spottune", **changes):
-    hp = hparams(method, "dtd", "cpu_demo", dict(tiny_hparams, epochs=3, lr_milestones=[2]))
+def _spec(tiny_decathlon, tiny_backbone, tiny_hparams, out, method="spottune", epochs=3, **changes):
+    hp = hparams(method, "dtd", "cpu_demo", dict(tiny_hparams, epochs=epochs, lr_milestones=[2]))
     values = dict(method=method, domain="dtd", data=str(tiny_decathlon), out=str(out), hparams=hp,
                   backbone=tiny_backbone and str(tiny_backbone), device="cpu", progress=False)
     values.update(changes)
@@ -122,3 +123,48 @@ def test_spottune_jobs_assemble_into_one_multi_domain_model(tiny_decathlon, tiny
         assert np.array_equal(np.concatenate(predicted)[order], saved["labels"])
     with pytest.raises(CheckpointError, match="a second job for domain 'dtd'"):
         assemble_spottune([jobs["dtd"], jobs["dtd"]])
+
+
+def test_spottune_job_is_evaluated_with_both_test_time_policies(tiny_decathlon, tiny_backbone, tiny_hparams,
+                                                                tmp_path):
+    hp_overrides = {"sample_draws": 2, "sample_seed": 7}
+    spec = _spec(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path, epochs=1)
+    spec.hparams.update(hp_overrides, epochs=1)
+    final = run_job(spec)
+    argmax, sample = final["evaluations"]
+    assert (argmax["eval_policy"], sample["eval_policy"]) == ("argmax", "sample")
+    assert final["splits"] == argmax["splits"]   # the reported policy comes first
+    for split in ("val", "test"):
+        assert argmax["splits"][split]["predictions"] == f"predictions_{split}.npz"
+        assert sample["splits"][split]["predictions"] == f"predictions_{split}-eval-sample.npz"
+        assert (tmp_path / sample["splits"][split]["predictions"]).is_file()
+    draws = sample["splits"]["val"]["draw_accuracies"]
+    assert len(draws) == 2 and sample["splits"]["val"]["accuracy"] == pytest.approx(np.mean(draws))
+    assert final["execution"]["step"] == "eager" and final["format"] == 2
+    assert final["backbone"] == {"file": str(tiny_backbone), "kind": "ours"}
+
+    from decathlon.engine.evaluate import evaluate
+    from decathlon.data.loader import ShardLoader
+    from decathlon.engine import distributed
+
+    method = get_method("spottune")(final["num_classes"], spec.hparams, load_backbone(tiny_backbone, 0.125)["state"])
+    method.load_state_dict(load_checkpoint(tmp_path / "checkpoint.pt", "job")["method"])
+    loader = ShardLoader(tiny_decathlon, "dtd", "val", 64, train=False, protocol="spottune", shuffle=False,
+                         seed=0, drop_last=False, device="cpu")
+    again = evaluate(method, loader, distributed.local("cpu"), "sample", draws=2, seed=7)
+    assert again.draw_accuracies == draws   # a fixed seed: the sampled evaluation is reproducible
+    saved = np.load(tmp_path / "predictions_val-eval-sample.npz")
+    assert np.array_equal(again.predictions, saved["labels"])
+
+
+def test_bf16_precision_runs_on_cpu_and_is_recorded(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
+    spec = _spec(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path, method="finetune")
+    spec.hparams.update(precision="bf16", epochs=1)
+    final = run_job(spec)
+    assert final["spec"]["hparams"]["precision"] == "bf16"
+    assert 0 <= final["splits"]["val"]["accuracy"] <= 1
+
+
+def test_cuda_graphs_on_a_cpu_job_are_refused(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        run_job(_spec(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path, method="finetune", cuda_graphs=True))
