@@ -86,6 +86,31 @@ def test_torchrun_spreads_jobs_over_two_processes(tiny_decathlon, tmp_path):
     assert done.stdout.count("## Incomplete jobs") == 1  # only rank 0 reports
 
 
+def _predictions(out: Path) -> dict:
+    """Every job's prediction files, by job folder relative to the run."""
+    import numpy as np
+
+    return {(str(path.parent.relative_to(out)), path.name): np.load(path)["labels"].tolist()
+            for path in sorted(out.glob("jobs/*/*/*/*/predictions_*.npz"))}
+
+
+def test_two_jobs_per_device_give_the_results_of_one(tiny_decathlon, tmp_path):
+    """Each job is a function of its seed: running two at once in separate processes (one
+    thread each, as with one at a time under OMP_NUM_THREADS=1) changes nothing."""
+    runs = {}
+    for jobs in (1, 2):
+        out, results = tmp_path / f"run{jobs}", tmp_path / f"results{jobs}"
+        command = [*_command(tiny_decathlon, out, results), "--jobs-per-device", str(jobs)]
+        done = subprocess.run(command, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert len(_done_jobs(out)) == 4
+        runs[jobs] = out
+    one, two = _predictions(runs[1]), _predictions(runs[2])
+    assert len(one) == 12 and one == two   # 4 jobs x val/test, spottune also sampled
+    board = {jobs: (tmp_path / f"results{jobs}" / "scores.csv").read_text() for jobs in (1, 2)}
+    assert board[1] == board[2]
+
+
 def test_bad_arguments_are_refused(capsys):
     sys.path.insert(0, str(ROOT))
     try:
@@ -95,7 +120,8 @@ def test_bad_arguments_are_refused(capsys):
     for argv, message in ((["--methods", "mixup"], "unknown method 'mixup'"),
                           (["--domains", "imagenet12"], "imagenet12 is the source domain"),
                           (["--domains", "mnist"], "unknown domain 'mnist'"),
-                          (["--seeds", "0"], "--seeds must be at least 1")):
+                          (["--seeds", "0"], "--seeds must be at least 1"),
+                          (["--jobs-per-device", "0"], "--jobs-per-device must be at least 1")):
         with pytest.raises(SystemExit):
             run_decathlon.parse_args(argv)
         assert message in capsys.readouterr().err

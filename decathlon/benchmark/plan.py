@@ -6,13 +6,8 @@ Folders are named from the settings, so rerunning the same command finds its own
     <out>/jobs/<preset>-<protocol>[-h<hash>]/<method>/<domain>/seed<k>/
 
 (`-h<hash>` appears when hyperparameters were overridden.) A folder with `done` is
-skipped; one with a checkpoint is resumed; the others start fresh.
-
-Under torchrun, pretraining (one large job, imagenet12) runs data-parallel over all
-ranks; the many small per-domain jobs are spread over the ranks, one whole job per
-process. Small Decathlon domains (a few thousand images) gain little from DDP, whose
-per-step synchronisation costs more there than it saves, while independent jobs scale
-perfectly and keep each job's result identical to a single-process run.
+skipped; one with a checkpoint is resumed; the others start fresh. How the plan is run
+(ranks, several jobs per device) is decathlon.benchmark.run.
 """
 from __future__ import annotations
 
@@ -21,12 +16,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from decathlon.data.domains import SOURCE_DOMAIN, TARGET_DOMAINS
-from decathlon.engine import distributed
-from decathlon.engine.pretrain import BACKBONE_FILE, pretrain
-from decathlon.engine.trainer import JobSpec, run_job
+from decathlon.engine.trainer import JobSpec
 from decathlon.benchmark.hparams import hparams, preset_protocol, pretrain_hparams
 from decathlon.data.manifest import read_manifest, split_entry
 from decathlon.methods import METHODS
@@ -46,6 +37,8 @@ class BenchmarkConfig:
     compile: bool = False
     progress: bool = True
     cuda_graphs: bool | None = None    # None: on CUDA, off elsewhere
+    jobs_per_device: int | None = None  # None: decathlon.benchmark.run.default_jobs_per_device
+    threads_per_job: int | None = None  # CPU threads of each job process; None: shared out evenly
 
     def __post_init__(self):
         self.protocol = self.protocol or preset_protocol(self.preset)
@@ -114,33 +107,7 @@ def check_data(config: BenchmarkConfig) -> dict:
     return manifest
 
 
-def _pretrain_overrides(config: BenchmarkConfig) -> dict:
+def pretrain_overrides(config: BenchmarkConfig) -> dict:
     """Width (and other shared keys) overridden for the jobs apply to pretraining too."""
     known = pretrain_hparams(config.preset)
     return {k: v for k, v in config.overrides.items() if k in known}
-
-
-def run_benchmark(config: BenchmarkConfig) -> list:
-    """Pretrain (or reuse) the backbone, then run or resume every job; returns the job folders."""
-    check_overrides(config)
-    ctx = distributed.init(config.device)
-    manifest = check_data(config)
-    config.out = config.out or default_out(config, manifest["synthetic"])
-    backbone_dir = pretrain_folder(config)
-    if not (backbone_dir / "done").is_file():
-        if ctx.is_main:
-            print(f"pretraining the backbone on {SOURCE_DOMAIN} -> {backbone_dir}")
-        overrides = _pretrain_overrides(config)
-        pretrain(config.data, backbone_dir, pretrain_hparams(config.preset, overrides),
-                 job_extra(config.preset, overrides), 0, config.device, config.compile, config.progress,
-                 resume=True, cuda_graphs=config.cuda_graphs)
-    jobs = plan_jobs(config, backbone_dir / BACKBONE_FILE)
-    mine = jobs[ctx.rank::ctx.world_size]
-    bar = tqdm(mine, desc=f"jobs (rank {ctx.rank})" if ctx.distributed else "jobs", unit="job",
-               disable=not config.progress)
-    for spec in bar:
-        bar.set_postfix_str(f"{spec.method}/{spec.domain}/seed{spec.seed}")
-        if not (Path(spec.out) / "done").is_file():
-            run_job(spec)
-    distributed.barrier(ctx)
-    return [Path(spec.out) for spec in jobs]
