@@ -160,13 +160,15 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
         losses = meter.means()   # waits for the device: the epoch's work is done after this
         seconds = time.perf_counter() - began
         scheduler.step()
+        evaluated = time.perf_counter()
         scores = {s: evaluate(method, loader, ctx, policy, hp.get("sample_draws", 1), hp.get("sample_seed", 0))
                   for s, loader in monitored.items()}
         line = {"epoch": epoch + 1, "train_loss": losses.get("loss"),
                 **{f"train_{k}": v for k, v in losses.items() if k != "loss"},
                 "lr": method.optimizer.param_groups[0]["lr"], "seconds": seconds,
                 "train_images_per_s": len(train_loader) * hp["batch_size"] * ctx.world_size / max(seconds, 1e-9),
-                "step": step.kind, **{f"{s}_accuracy": r.accuracy for s, r in scores.items()},
+                "eval_seconds": time.perf_counter() - evaluated, "step": step.kind,
+                **{f"{s}_accuracy": r.accuracy for s, r in scores.items()},
                 **{f"{s}_stats": r.stats for s, r in scores.items() if r.stats}}
         if ctx.is_main:
             with open(record_path, "a") as f:

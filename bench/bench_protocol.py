@@ -1,0 +1,205 @@
+"""The engine end to end on synthetic data at scale, and the paper protocols' projected wall time.
+
+Measured on this device with the real engine (record.jsonl's `train_images_per_s` of the
+epochs after the first, once CUDA graphs are captured and caches are warm; `eval_seconds`
+for evaluation):
+- pretraining (the paper presets' batch 256, imagenet12);
+- one job at a time of each method family on each input geometry of the SpotTune
+  protocol: 64x64 crops (cifar100), 72x72 (svhn), the whole 144x72 daimlerpedcls;
+- `--jobs-per-device` jobs at once (default: the engine's default for this device) of
+  finetune and spottune on cifar100: their summed img/s over one job's (the concurrency).
+Projected from the real split sizes of the domain registry: the wall time of each paper
+protocol (pretraining 60 epochs on imagenet12 train; every method x nine domains x epochs,
+per-epoch val where the protocol has one, final evaluations with every test-time policy),
+one job at a time and N at a time. Methods not timed take the rate of their family
+(scratch, feature_extractor, bn_adapt: finetune, an upper bound as they skip gradients;
+series_adapters: parallel_adapters; spottune_global, random_policy: spottune).
+Writes results/bench/protocol_<device>.{json,md}.
+
+    python bench/bench_protocol.py                                   # on a GPU
+    python bench/bench_protocol.py --allow-cpu --smoke --out-dir /tmp/b   # CPU smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bench_common import machine_info, slug
+from data_prep.prepare import prepare
+from data_prep.synthetic import generate
+from decathlon.benchmark.hparams import hparams, pretrain_hparams
+from decathlon.benchmark.run import default_jobs_per_device, run_jobs
+from decathlon.data.domains import SOURCE_DOMAIN
+from decathlon.data.transforms import output_hw
+from decathlon.engine.pretrain import pretrain
+from decathlon.engine.trainer import JobSpec
+from decathlon.methods import METHODS
+from protocol_projection import FAMILY, project
+
+GEOMETRY_DOMAINS = ("cifar100", "svhn", "daimlerpedcls")   # 64x64 crop, 72x72, 144x72 (SpotTune protocol)
+TIMED = ("finetune", "parallel_adapters", "spottune")
+CONCURRENT = ("finetune", "spottune")
+
+
+class Settings:
+    def __init__(self, args, device: torch.device):
+        smoke = args.smoke
+        self.device, self.precision = device, args.precision
+        self.scale = 0.25 if smoke else args.scale
+        self.epochs = 2 if smoke else args.epochs
+        self.overrides = {"epochs": self.epochs, "lr_milestones": [], "precision": args.precision}
+        if smoke:
+            self.overrides.update(width=0.125, batch_size=16, eval_batch_size=64)
+        self.jobs_per_device = args.jobs_per_device or default_jobs_per_device(device)
+
+
+def prepared_data(root: Path, scale: float) -> Path:
+    """Synthetic imagenet12 + the geometry domains at `scale`, prepared (reused when present)."""
+    domains = (SOURCE_DOMAIN, *GEOMETRY_DOMAINS)
+    source = generate(root / "source", seed=0, scale=scale, domains=domains)
+    out = root / f"shards-s{scale:g}"
+    prepare(source, out, domains=domains, test_labels=root / "source" / "labels_test.zip", workers=os.cpu_count() or 2,
+            progress=False)
+    return out
+
+
+def steady_rate(job: Path) -> dict:
+    """Median training img/s over the epochs after the first, and evaluation img/s."""
+    lines = [json.loads(line) for line in (job / "record.jsonl").read_text().splitlines()]
+    steady = lines[1:] or lines
+    final = json.loads((job / "final.json").read_text())
+    val_images = (final["splits"].get("val") or {}).get("num_images") or 0
+    eval_seconds = statistics.median(line["eval_seconds"] for line in steady)
+    return {"train_images_per_s": statistics.median(line["train_images_per_s"] for line in steady),
+            "eval_images_per_s": val_images / eval_seconds if eval_seconds > 0 else None,
+            "step": final["execution"]["step"], "epochs_timed": len(steady)}
+
+
+def job_spec(s: Settings, data: Path, out: Path, method: str, domain: str, seed: int, backbone: Path) -> JobSpec:
+    hp = hparams(method, domain, "spottune_paper", s.overrides)
+    return JobSpec(method, domain, str(data), str(out), hp, protocol="train", seed=seed, backbone=str(backbone),
+                   device=str(s.device), progress=False, data_parallel=False, extra={"preset": "spottune_paper"})
+
+
+def measure(s: Settings, data: Path, work: Path, log) -> dict:
+    report = {"pretrain": {}, "single": {}, "concurrent": {}}
+    started = time.perf_counter()
+    hp = pretrain_hparams("spottune_paper", {k: v for k, v in s.overrides.items() if k != "eval_batch_size"})
+    backbone = pretrain(data, work / "pretrain", hp, {"preset": "spottune_paper"}, device=str(s.device),
+                        progress=False)
+    report["pretrain"] = steady_rate(work / "pretrain")
+    log(f"pretrain: {report['pretrain']}")
+    for method in TIMED:
+        for domain in GEOMETRY_DOMAINS:
+            out = work / "single" / method / domain
+            run_jobs([job_spec(s, data, out, method, domain, 0, backbone)], 1, torch.get_num_threads(), progress=False)
+            report["single"][f"{method}/{domain}"] = steady_rate(out)
+            log(f"single {method}/{domain}: {report['single'][f'{method}/{domain}']}")
+    n = s.jobs_per_device
+    for method in CONCURRENT:
+        if n == 1:   # one job at a time: nothing shares the device
+            report["concurrent"][method] = {"jobs": 1, "summed_images_per_s": None, "per_job": [],
+                                            "over_one_job": 1.0, "wall_s": 0.0}
+            continue
+        outs = [work / "concurrent" / method / f"seed{seed}" for seed in range(n)]
+        specs = [job_spec(s, data, out, method, GEOMETRY_DOMAINS[0], seed, backbone) for seed, out in enumerate(outs)]
+        began = time.perf_counter()
+        run_jobs(specs, n, max(1, torch.get_num_threads() // n), progress=False)
+        rates = [steady_rate(out)["train_images_per_s"] for out in outs]
+        single = report["single"][f"{method}/{GEOMETRY_DOMAINS[0]}"]["train_images_per_s"]
+        report["concurrent"][method] = {"jobs": n, "summed_images_per_s": sum(rates), "per_job": rates,
+                                        "over_one_job": sum(rates) / single, "wall_s": time.perf_counter() - began}
+        log(f"concurrent {method} x{n}: {report['concurrent'][method]}")
+    report["measure_s"] = time.perf_counter() - started
+    return report
+
+
+def geometry_of(domain: str, protocol_augmentation: str) -> str:
+    """The measured domain whose network input has this domain's size under the protocol."""
+    size = output_hw(domain, protocol_augmentation, True)
+    for measured in GEOMETRY_DOMAINS:
+        if output_hw(measured, "spottune", True) == size:
+            return measured
+    return GEOMETRY_DOMAINS[0]
+
+
+def markdown(report: dict) -> str:
+    m, s = report["machine"], report["settings"]
+    lines = [f"# Protocol benchmark: {m['device_name']}", "",
+             f"{m['date']}; torch {m['torch']}; synthetic data at scale {s['scale']}, {s['epochs']} epochs per job "
+             f"(the first untimed), precision {s['precision']}, ResNet-26 width {s['width']}; "
+             f"{report['measure_s']:.0f} s of measuring.", "",
+             "## Measured (record.jsonl, median of the epochs after the first)", "",
+             "| job | train img/s | eval img/s | step |", "|---|---:|---:|---|",
+             f"| pretrain (batch {s['pretrain_batch']}) | {report['pretrain']['train_images_per_s']:,.0f} | "
+             f"{report['pretrain']['eval_images_per_s'] or 0:,.0f} | {report['pretrain']['step']} |"]
+    for key, row in report["single"].items():
+        lines.append(f"| {key} (batch {s['batch']}) | {row['train_images_per_s']:,.0f} | "
+                     f"{row['eval_images_per_s'] or 0:,.0f} | {row['step']} |")
+    lines += ["", "| jobs at once | method | summed img/s | over one job |", "|---:|---|---:|---:|"]
+    for method, row in report["concurrent"].items():
+        if row["jobs"] > 1:
+            lines.append(f"| {row['jobs']} | {method} | {row['summed_images_per_s']:,.0f} | "
+                         f"{row['over_one_job']:.2f}x |")
+    lines += ["", "## Projected wall time of the paper protocols on this device (hours)", "",
+              "| protocol | methods | pretraining | jobs, one at a time | total | jobs, N at a time | total |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for row in report["projections"]:
+        lines.append(f"| {row['preset']} ({row['protocol']}) | {row['methods_label']} | {row['pretrain_h']:.2f} | "
+                     f"{row['jobs_h']:.2f} | **{row['total_h']:.2f}** | {row['jobs_parallel_h']:.2f} (N={row['n']}) | "
+                     f"**{row['total_parallel_h']:.2f}** |")
+    lines += ["", "Method families: " + ", ".join(f"{k} as {v}" for k, v in FAMILY.items() if k != v) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--allow-cpu", action="store_true", help="without CUDA, run on the CPU")
+    parser.add_argument("--smoke", action="store_true", help="tiny data and network: checks the code path only")
+    parser.add_argument("--scale", type=float, default=24.0, help="synthetic data scale (default 24)")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per job, the first untimed (default 4)")
+    parser.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
+    parser.add_argument("--jobs-per-device", type=int, help="jobs at once (default: the engine's for this device)")
+    parser.add_argument("--data-root", type=Path, default=Path(tempfile.gettempdir()) / "decathlon-bench")
+    parser.add_argument("--out-dir", type=Path, default=Path("results/bench"))
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available() and not args.allow_cpu:
+        print("bench_protocol: no CUDA device here; pass --allow-cpu to run on the CPU", file=sys.stderr)
+        return 1
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    s = Settings(args, device)
+    started = time.perf_counter()
+
+    def log(line):
+        print(f"[{time.perf_counter() - started:5.0f} s] {line}", flush=True)
+
+    data = prepared_data(args.data_root, s.scale)
+    log(f"data ready: {data}")
+    with tempfile.TemporaryDirectory(prefix="bench-protocol-") as work:
+        report = measure(s, data, Path(work), log)
+    finetune_hp = hparams("finetune", "cifar100", "spottune_paper", s.overrides)
+    report["machine"] = machine_info(device)
+    report["settings"] = {"scale": s.scale, "epochs": s.epochs, "precision": s.precision,
+                          "width": finetune_hp["width"], "batch": finetune_hp["batch_size"],
+                          "pretrain_batch": pretrain_hparams("spottune_paper")["batch_size"]}
+    report["projections"] = project(report, geometry_of, tuple(METHODS), s.jobs_per_device)
+    name = "cpu" if device.type == "cpu" else slug(report["machine"]["gpu_name"])
+    out = args.out_dir / f"protocol_{name}{'-smoke' if args.smoke else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+    print(f"wrote {out} and {out.with_suffix('.md')}; {time.perf_counter() - started:.0f} s in all")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Projected wall time of the paper protocols from measured rates and the registry's split sizes.
+
+A job's time is its training images (epochs x train, or train+val, images) over its
+measured training rate, plus its evaluations over the measured evaluation rate:
+per-epoch val under protocol train, and the final val/test passes once per test-time
+policy. Jobs N at a time share the device at the measured concurrency c (summed rate of
+N jobs over one job's): their total is max(sum of job times / c, longest job x N / c).
+Pretraining is one job, alone on the device.
+"""
+from __future__ import annotations
+
+from decathlon.benchmark.hparams import hparams, preset_protocol, pretrain_hparams
+from decathlon.data.domains import SOURCE_DOMAIN, TARGET_DOMAINS, get_domain
+
+# Each method timed as the measured method whose step costs at least as much.
+FAMILY = {"scratch": "finetune", "feature_extractor": "finetune", "finetune": "finetune", "bn_adapt": "finetune",
+          "series_adapters": "parallel_adapters", "parallel_adapters": "parallel_adapters",
+          "spottune": "spottune", "spottune_global": "spottune", "random_policy": "spottune"}
+EVAL_PASSES = {"spottune": 2, "spottune_global": 2}   # argmax and sampled decisions; others one
+PROTOCOLS = (("spottune_paper", ("finetune", "spottune"), "pretrain + finetune + spottune"),
+             ("spottune_paper", None, "pretrain + all nine methods"),
+             ("adapters_paper", ("finetune", "parallel_adapters", "series_adapters"),
+              "pretrain + finetune + both adapters"),
+             ("adapters_paper", None, "pretrain + all nine methods"))
+
+
+def _pretrain_seconds(report: dict, preset: str) -> float:
+    hp, rates = pretrain_hparams(preset), report["pretrain"]
+    sizes = get_domain(SOURCE_DOMAIN).sizes
+    evaluated = hp["epochs"] * sizes["val"] + sizes["val"] + sizes["test"]
+    return hp["epochs"] * sizes["train"] / rates["train_images_per_s"] + evaluated / rates["eval_images_per_s"]
+
+
+def _job_seconds(report: dict, geometry_of, preset: str, method: str, domain: str) -> float:
+    hp, protocol = hparams(method, domain, preset), preset_protocol(preset)
+    sizes = get_domain(domain).sizes
+    rates = report["single"][f"{FAMILY[method]}/{geometry_of(domain, hp['augmentation'])}"]
+    train_images = sizes["train"] + (sizes["val"] if protocol == "trainval" else 0)
+    final_images = sizes["test"] + (sizes["val"] if protocol == "train" else 0)
+    per_epoch_eval = sizes["val"] if protocol == "train" else 0
+    evaluated = hp["epochs"] * per_epoch_eval + EVAL_PASSES.get(method, 1) * final_images
+    return hp["epochs"] * train_images / rates["train_images_per_s"] + evaluated / rates["eval_images_per_s"]
+
+
+def _concurrency(report: dict, method: str) -> float:
+    measured = report["concurrent"]
+    family = FAMILY[method]
+    row = measured.get(family) or measured.get("finetune")
+    return row["over_one_job"]
+
+
+def project(report: dict, geometry_of, all_methods: tuple, n: int) -> list:
+    """One row per (preset, method set): pretraining, jobs one and N at a time, totals (hours)."""
+    rows = []
+    for preset, methods, label in PROTOCOLS:
+        methods = methods or all_methods
+        pretrain_s = _pretrain_seconds(report, preset)
+        jobs = [(method, _job_seconds(report, geometry_of, preset, method, domain))
+                for method in methods for domain in TARGET_DOMAINS]
+        one_at_a_time = sum(seconds for _, seconds in jobs)
+        work = sum(seconds / _concurrency(report, method) for method, seconds in jobs)
+        longest = max(seconds * n / _concurrency(report, method) for method, seconds in jobs)
+        parallel = max(work, longest)
+        rows.append({"preset": preset, "protocol": preset_protocol(preset), "methods": list(methods),
+                     "methods_label": label, "n": n, "pretrain_h": pretrain_s / 3600,
+                     "jobs_h": one_at_a_time / 3600, "total_h": (pretrain_s + one_at_a_time) / 3600,
+                     "jobs_parallel_h": parallel / 3600, "total_parallel_h": (pretrain_s + parallel) / 3600})
+    return rows
