@@ -1,23 +1,23 @@
 """Command line of the suite: `decathlon <command> ...` (= `python -m decathlon <command> ...`).
 
-Each command lives in `decathlon/cli/<name>.py`, whose docstring's first line is its
-help and which exposes `add_arguments(parser)` and `run(args) -> exit code`. Adding a
-command is one name in COMMANDS; its module is imported when the parser is built, so
-heavy imports (torch) belong inside its `run`.
+Each command lives in `decathlon/cli/<name>.py` (a `-` in its name is `_` in the file's),
+whose docstring's first line is its help and which exposes `add_arguments(parser)` and
+`run(args) -> exit code`. Adding a command is one name in COMMANDS; its module is
+imported when the parser is built, so heavy imports (torch) belong inside its `run`.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 
-COMMANDS = ("pretrain", "train", "score", "collect")
+COMMANDS = ("pretrain", "train", "score", "collect", "import-backbone", "import-spottune")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="decathlon", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"decathlon.cli.{name}")
+        module = importlib.import_module(f"decathlon.cli.{name.replace('-', '_')}")
         summary = module.__doc__.strip().splitlines()[0]
         command = commands.add_parser(name, help=summary, description=module.__doc__,
                                       formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -3,24 +3,59 @@
 Two kinds: a `backbone` (the pretrained ResNet-26 every method starts from) and a `job`
 checkpoint (everything needed to resume one training job exactly: weights, optimizer,
 schedule, epoch and RNG states).
+
+Every file of ours is read with `torch.load(weights_only=True)`, torch's allow-list
+unpickler, so reading a checkpoint never runs code from it. `save_atomic` therefore
+writes only what that reader accepts: tensors, numbers, strings, bools, None, bytes,
+torch dtypes, devices and sizes, in lists, tuples, sets and dicts (plain, OrderedDict,
+and collections.Counter, which torch accepts and MultiStepLR's milestones need kept as
+such). Anything else stops the save with a TypeError naming where it sits, so an
+unreadable checkpoint is never written; convert it to those types before saving.
+
+`load_backbone` also takes the residual-adapter authors' `resnet26_pretrained.t7`,
+converted on the fly (`public_format`), and says where a backbone came from.
 """
 from __future__ import annotations
 
+import hashlib
+import pickle
+import re
+import zipfile
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 import torch
 
+from decathlon.engine.errors import CheckpointError
+from decathlon.engine.public_format import public_backbone_state
 from decathlon.files import atomic_path
 
 CHECKPOINT_FORMAT = 1
+# Exact types: subclasses such as numpy.float64 (a float) pickle as other globals.
+_PLAIN = (str, bytes, int, float, bool, type(None))
+_TORCH_LEAVES = (torch.Tensor, torch.dtype, torch.device, torch.Size)
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or from another architecture or job."""
+def _check_loadable(value, where: str) -> None:
+    """Raise TypeError unless torch.load(weights_only=True) can read `value` back."""
+    if type(value) in _PLAIN or isinstance(value, _TORCH_LEAVES):
+        return
+    if type(value) in (dict, OrderedDict, Counter):
+        for key, item in value.items():
+            _check_loadable(key, f"{where} key")
+            _check_loadable(item, f"{where}[{key!r}]")
+    elif type(value) in (list, tuple, set):
+        for index, item in enumerate(value):
+            _check_loadable(item, f"{where}[{index}]")
+    else:
+        raise TypeError(f"{where} is a {type(value).__module__}.{type(value).__qualname__}, which "
+                        f"torch.load(weights_only=True) refuses: save tensors, numbers, strings, lists or dicts")
 
 
 def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename over `path`."""
+    """torch.save to a temporary file in the same folder, then rename over `path`;
+    refuses (TypeError) what torch.load(weights_only=True) could not read back."""
+    _check_loadable(obj, f"{Path(path).name}: value")
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
@@ -30,9 +65,15 @@ def load_checkpoint(path: Path, kind: str) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        needs = f"global {found.group(1)}" if found else "objects other than tensors and containers"
+        raise CheckpointError(f"{path}: refused by torch.load(weights_only=True): it needs {needs} "
+                              f"(not a checkpoint this suite wrote)") from None
     except Exception as err:  # torch raises several types for damaged files
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(err).__name__}: {err})") from None
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(err).__name__}: {reason})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a decathlon checkpoint (field 'format' should be {CHECKPOINT_FORMAT})")
     if ckpt.get("kind") != kind:
@@ -40,19 +81,64 @@ def load_checkpoint(path: Path, kind: str) -> dict:
     return ckpt
 
 
-def save_backbone(net: torch.nn.Module, width: float, path: Path, **info) -> None:
+def backbone_checkpoint(net: torch.nn.Module, width: float, **info) -> dict:
+    """The backbone file's content: weights on the CPU, arch, and `info` (an imported
+    backbone has `source`, see `imported_source`)."""
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    save_atomic({"format": CHECKPOINT_FORMAT, "kind": "backbone",
-                 "arch": {"name": "resnet26", "width": width}, "state": state, **info}, path)
+    return {"format": CHECKPOINT_FORMAT, "kind": "backbone", "arch": {"name": "resnet26", "width": width},
+            "state": state, **info}
 
 
-def load_backbone(path: Path, width: float) -> dict:
-    """The backbone's state dict, after checking it was trained at this width."""
-    ckpt = load_checkpoint(path, "backbone")
+def save_backbone(net: torch.nn.Module, width: float, path: Path, **info) -> None:
+    save_atomic(backbone_checkpoint(net, width, **info), path)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def imported_source(path: Path, recorded: dict, sha256: str | None = None) -> dict:
+    """The record of a public file a backbone was imported from: {'kind': 'imported',
+    'name', 'sha256'} and what the file recorded ('acc', 'epoch')."""
+    return {"kind": "imported", "name": Path(path).name, "sha256": sha256 or file_sha256(path), **recorded}
+
+
+def load_backbone(path: Path, width: float, run_dir: Path | None = None) -> dict:
+    """The backbone checkpoint (weights under 'state') after checking it is a ResNet-26 at
+    this width: our backbone.pt or, converted on the fly with the same checks as
+    `decathlon import-backbone`, the public resnet26_pretrained.t7 (width 1).
+
+    Its 'provenance' says which backbone it is, to be recorded with every result:
+    {'kind', 'file', 'sha256'}, kind 'imported' (a public file, or a backbone.pt made from
+    one: then also 'source', the public file's record), 'pretrained by this run' (a file
+    under `run_dir`) or 'ours' (pretrained by another run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    sha256 = file_sha256(path)
+    if zipfile.is_zipfile(path):
+        ckpt = load_checkpoint(path, "backbone")
+    else:
+        state, recorded = public_backbone_state(path)
+        ckpt = {"format": CHECKPOINT_FORMAT, "kind": "backbone", "arch": {"name": "resnet26", "width": 1.0},
+                "state": state, "source": imported_source(path, recorded, sha256)}
     arch = ckpt.get("arch", {})
     if arch.get("name") != "resnet26" or arch.get("width") != width:
         raise CheckpointError(f"{path}: field 'arch' is {arch}, expected resnet26 at width {width}: "
                               f"the backbone is from another architecture (pretrain again or change --preset/width)")
+    source = ckpt.get("source")
+    provenance = {"kind": "ours", "file": str(path), "sha256": sha256}
+    if isinstance(source, dict) and source.get("kind") == "imported":
+        provenance["kind"] = "imported"
+        if source.get("sha256") != sha256:
+            provenance["source"] = source
+    elif run_dir is not None and path.resolve().is_relative_to(Path(run_dir).resolve()):
+        provenance["kind"] = "pretrained by this run"
+    ckpt["provenance"] = provenance
     return ckpt
 
 

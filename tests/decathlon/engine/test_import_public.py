@@ -1,0 +1,132 @@
+"""Importing the published weights: the outputs of the public networks, reproduced."""
+import json
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from decathlon.engine.assemble import assemble_spottune
+from decathlon.engine.checkpoint import CheckpointError, file_sha256, load_backbone
+from decathlon.engine.import_public import import_backbone, import_spottune
+from decathlon.models import SpotTuneNet, resnet26
+
+
+def _our_outputs(state, x):
+    net = resnet26(1000)
+    net.load_state_dict(state)
+    with torch.no_grad():
+        return net.eval()(x)
+
+
+@pytest.mark.parametrize("variant", ["plain", "data_parallel", "old_batchnorms", "python2"])
+def test_imported_backbone_reproduces_the_public_network(public, public_backbone, tmp_path, variant):
+    net = public.backbone()   # the same seeded weights as public_backbone.net
+    saved = {"data_parallel": nn.DataParallel, "old_batchnorms": public.old_batchnorms}.get(variant, lambda n: n)(net)
+    source = public.save_legacy({"net": saved, "acc": 60.32, "epoch": 59}, tmp_path / "resnet26_pretrained.t7",
+                                py2=variant == "python2")
+    record = import_backbone(source, tmp_path / "out" / "backbone.pt")
+    assert record == {"kind": "imported", "name": "resnet26_pretrained.t7", "sha256": file_sha256(source),
+                      "acc": 60.32, "epoch": 59}
+    ckpt = load_backbone(tmp_path / "out" / "backbone.pt", 1.0)
+    assert ckpt["arch"] == {"name": "resnet26", "width": 1.0} and ckpt["source"] == record
+    assert ckpt["provenance"] == {"kind": "imported", "file": str(tmp_path / "out" / "backbone.pt"),
+                                  "sha256": file_sha256(tmp_path / "out" / "backbone.pt"), "source": record}
+    torch.testing.assert_close(_our_outputs(ckpt["state"], public_backbone.x), public_backbone.logits,
+                               rtol=0, atol=1e-5)
+    tracked = ckpt["state"]["stem.bn.num_batches_tracked"]
+    assert tracked.item() == (0 if variant == "old_batchnorms" else 7)
+
+
+def test_the_public_file_is_taken_wherever_a_backbone_is(public_backbone, tmp_path):
+    ckpt = load_backbone(public_backbone.file, 1.0)
+    assert ckpt["provenance"] == {"kind": "imported", "file": str(public_backbone.file),
+                                  "sha256": file_sha256(public_backbone.file)}
+    torch.testing.assert_close(_our_outputs(ckpt["state"], public_backbone.x), public_backbone.logits,
+                               rtol=0, atol=1e-5)
+    with pytest.raises(CheckpointError, match="expected resnet26 at width 0.25"):
+        load_backbone(public_backbone.file, 0.25)
+
+
+def _changed(change):
+    """A builder of the fabricated backbone with `change(net)` applied."""
+    def build(public):
+        net = public.backbone()
+        change(net)
+        return net
+    return build
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda public: public.backbone("parallel"), "a parallel residual-adapter net"),
+    (lambda public: public.backbone("series"), "a series residual-adapter net"),
+    (_changed(lambda net: setattr(net.layer2[1].conv1.bns[0], "weight", None)),
+     "has no tensor 'layer2.1.conv1.bns.0.weight'"),
+    (_changed(lambda net: setattr(net.linears, "0", nn.Linear(256, 10))),
+     "tensor 'linears.0.weight' has shape (10, 256), expected (1000, 256)"),
+    (_changed(lambda net: setattr(net.layer3[2].conv1.conv, "stride", (2, 2))),
+     "module 'layer3.2.conv1.conv' has stride=(2, 2), expected (1, 1)"),
+    (_changed(lambda net: net.linears.append(nn.Linear(256, 47))), "first 'linears.1.weight': another architecture"),
+], ids=["parallel", "series", "missing", "shape", "stride", "extra"])
+def test_other_architectures_are_refused_clearly(public, tmp_path, build, message):
+    source = public.save_legacy({"net": build(public)}, tmp_path / "net.t7")
+    with pytest.raises(CheckpointError, match=re.escape(f"{source}: ") + ".*" + re.escape(message)):
+        import_backbone(source, tmp_path / "backbone.pt")
+    assert not (tmp_path / "backbone.pt").exists()
+
+
+@pytest.fixture(scope="module")
+def public_spottune(public, public_backbone, tmp_path_factory):
+    """A fabricated cv/dtd/dtd.t7 (DataParallel-wrapped net) on public_backbone, and our
+    backbone.pt imported from public_backbone."""
+    folder = tmp_path_factory.mktemp("spottune")
+    net, agent = public.spottune(public_backbone.net, 47)
+    file = public.save_legacy({"net": nn.DataParallel(net), "agent": agent}, folder / "dtd.t7")
+    backbone = folder / "backbone.pt"
+    import_backbone(public_backbone.file, backbone)
+    return file, net, agent, backbone
+
+
+@pytest.mark.parametrize("backbone_kind", ["ours", "public"])
+def test_imported_spottune_reproduces_the_public_forward(public_backbone, public_spottune, tmp_path, backbone_kind):
+    file, net, agent, backbone = public_spottune
+    backbone = backbone if backbone_kind == "ours" else public_backbone.file
+    record = import_spottune(file, "dtd", backbone, tmp_path / "job")
+    assert record["num_classes"] == 47 and record["source"]["sha256"] == file_sha256(file)
+    assert json.loads((tmp_path / "job" / "imported.json").read_text()) == record
+    state = torch.load(tmp_path / "job" / "spottune_domain.pt", weights_only=True)
+    ours = SpotTuneNet(resnet26(1000), "per_domain")
+    ours.backbone.load_state_dict(load_backbone(backbone, 1.0)["state"])
+    ours.load_domain_state_dict("dtd", state)
+    x = public_backbone.x
+    with torch.no_grad():
+        logits = agent(x).view(-1, 12, 2)
+        torch.testing.assert_close(ours.eval().policy_logits(x, "dtd"), logits, rtol=0, atol=1e-5)
+        decisions = logits.argmax(-1)
+        assert 0 < decisions.sum() < decisions.numel()   # a mixed policy
+        expected = {"argmax": net(x, decisions), "frozen": net(x, torch.zeros(3, 12)),
+                    "tuned": net(x, torch.ones(3, 12))}
+        assembled = assemble_spottune([tmp_path / "job"])
+        for mode, want in expected.items():
+            torch.testing.assert_close(ours(x, "dtd", mode)[0], want, rtol=0, atol=1e-5)
+            torch.testing.assert_close(assembled(x, "dtd", mode)[0], want, rtol=0, atol=1e-5)
+
+
+def test_spottune_import_refuses_other_backbones_domains_and_folders(public, public_backbone, public_spottune,
+                                                                    tmp_path):
+    file, net, agent, backbone = public_spottune
+    other = public.save_legacy({"net": public.backbone(seed=5)}, tmp_path / "other.t7")
+    with pytest.raises(CheckpointError, match=re.escape("frozen block 0 ('net' 'blocks.0.0.conv1.weight') differs "
+                                                        "from the backbone's 'blocks.0.conv_bn1.conv.weight'")):
+        import_spottune(file, "dtd", other, tmp_path / "a")
+    with pytest.raises(CheckpointError, match="has 47 classes, domain 'svhn' has 10"):
+        import_spottune(file, "svhn", backbone, tmp_path / "b")
+    with pytest.raises(CheckpointError, match="'net' is a models.ResNet, expected a spottune_models.ResNet"):
+        import_spottune(public_backbone.file, "dtd", backbone, tmp_path / "c")
+    with pytest.raises(CheckpointError, match="import it with `decathlon import-spottune`"):
+        import_backbone(file, tmp_path / "d.pt")
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "final.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="a trained job's folder"):
+        import_spottune(file, "dtd", backbone, tmp_path / "e")
+    assert not any((tmp_path / name / "spottune_domain.pt").exists() for name in "abce")
