@@ -72,7 +72,7 @@ def plan_jobs(config: BenchmarkConfig, backbone: Path) -> list:
                                     protocol=config.protocol, seed=seed, backbone=str(backbone),
                                     device=config.device, compile=config.compile, progress=config.progress,
                                     resume=True, data_parallel=False, cuda_graphs=config.cuda_graphs,
-                                    extra=job_extra(config.preset, overrides)))
+                                    run_dir=config.out, extra=job_extra(config.preset, overrides)))
     return jobs
 
 

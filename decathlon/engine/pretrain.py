@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from decathlon.data.domains import SOURCE_DOMAIN
-from decathlon.engine.checkpoint import save_backbone
+from decathlon.engine.checkpoint import backbone_checkpoint
 from decathlon.engine.trainer import JobSpec, run_job
 from decathlon.methods.plain import Scratch
 
@@ -15,8 +15,8 @@ class Pretraining(Scratch):
     """Scratch training on the source domain whose export is the shared backbone."""
     name = "pretrain"
 
-    def export(self, folder) -> None:
-        save_backbone(self.net, self.hparams["width"], Path(folder) / BACKBONE_FILE, domain=SOURCE_DOMAIN)
+    def exports(self) -> dict:
+        return {BACKBONE_FILE: backbone_checkpoint(self.net, self.hparams["width"], domain=SOURCE_DOMAIN)}
 
 
 def pretrain(data, out, hp: dict, extra: dict, seed=0, device="auto", compile=False, progress=True,

@@ -16,6 +16,7 @@ import numpy as np
 
 from decathlon.data.manifest import write_json_atomic
 from decathlon.engine import distributed
+from decathlon.engine.checkpoint import save_atomic
 from decathlon.engine.evaluate import evaluate
 from decathlon.models import resnet26
 
@@ -68,7 +69,8 @@ def finish(spec, method, eval_loaders: dict, scores: dict, ctx, manifest: dict, 
              "reference_parameters": sum(p.numel() for p in resnet26(0, hp["width"]).parameters()),
              "splits": evaluations[0]["splits"], "evaluations": evaluations}
     if ctx.is_main:
-        method.export(out)
+        for name, content in method.exports().items():
+            save_atomic(content, out / name)
         write_json_atomic(out / "final.json", final)
         (out / "done").write_text("")
     distributed.barrier(ctx)

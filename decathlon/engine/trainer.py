@@ -51,6 +51,7 @@ class JobSpec:
     resume: bool = False
     data_parallel: bool = True   # False: this process runs the job alone, even under torchrun
     cuda_graphs: bool | None = None   # None: on CUDA (not under DDP or compile), never on CPU
+    run_dir: str | None = None   # the benchmark run: a backbone under it is "pretrained by this run"
     extra: dict = field(default_factory=dict)   # recorded as is (e.g. the preset name)
 
     def identity(self) -> dict:
@@ -79,7 +80,7 @@ def _build_method(spec: JobSpec, method_cls, num_classes: int, ctx):
         if not spec.backbone:
             raise ValueError(f"method {spec.method!r} starts from a pretrained backbone: pass --backbone "
                              f"(made by `python -m decathlon pretrain`)")
-        backbone = load_backbone(spec.backbone, hp["width"])
+        backbone = load_backbone(spec.backbone, hp["width"], spec.run_dir)
     torch.manual_seed(spec.seed)
     method = method_cls(num_classes, hp, backbone and backbone["state"]).to(ctx.device)
     cuda = ctx.device.type == "cuda"

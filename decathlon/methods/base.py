@@ -59,8 +59,11 @@ class Method(nn.Module):
     def classifier(self) -> nn.Module:
         return self.net.classifier
 
-    def export(self, folder) -> None:
-        """Write the files a user ships for this domain (default: nothing extra)."""
+    def exports(self) -> dict:
+        """{file name: content} a user ships for this domain beside the backbone (default:
+        nothing); the engine writes each atomically with torch.save. Contents must be
+        tensors, numbers, strings, lists and dicts, so they load with weights_only=True."""
+        return {}
 
     def eval_stats(self) -> dict:
         """Extra per-evaluation statistics (e.g. SpotTune's policy usage); JSON-able."""

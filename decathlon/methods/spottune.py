@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -71,9 +69,9 @@ class SpotTune(Method):
         return {"total": self.net.spottune.domain_parameter_count(self.domain),
                 "classifier": sum(p.numel() for p in self.net.classifier.parameters())}
 
-    def export(self, folder) -> None:
+    def exports(self) -> dict:
         """The domain's own file; the backbone is shipped once (see SpotTuneNet)."""
-        torch.save(self.net.spottune.domain_state_dict(self.domain), Path(folder) / DOMAIN_FILE)
+        return {DOMAIN_FILE: self.net.spottune.domain_state_dict(self.domain)}
 
 
 class SpotTuneGlobal(SpotTune):
@@ -98,8 +96,8 @@ class SpotTuneGlobal(SpotTune):
         return {"total": self._pruned().domain_parameter_count(self.domain),
                 "classifier": sum(p.numel() for p in self.net.classifier.parameters())}
 
-    def export(self, folder) -> None:
-        torch.save(self._pruned().domain_state_dict(self.domain), Path(folder) / DOMAIN_FILE)
+    def exports(self) -> dict:
+        return {DOMAIN_FILE: self._pruned().domain_state_dict(self.domain)}
 
 
 class RandomPolicy(SpotTune):

@@ -82,13 +82,20 @@ def options_label(overrides: dict | None) -> str:
     return ", ".join(f"{key}={value}" for key, value in sorted((overrides or {}).items()))
 
 
+BACKBONE_OF_THIS_RUN = "pretrained by this run"
+
+
 def backbone_label(record: dict | None) -> str:
-    """Where a job's backbone came from: imported from a file (named, with its sha256), or
-    pretrained by this suite (a pretraining job, which records none, is the latter)."""
-    if record and record.get("kind") == "imported":
-        name = Path(str(record.get("source_file") or record.get("file"))).name
-        return f"imported {name} (sha256 {str(record.get('sha256'))[:12]})"
-    return "pretrained by this suite"
+    """Where a job's backbone came from: pretrained by this run (a pretraining job, which
+    starts from none, makes it), imported from a public file, or ours from another run
+    (both named, with the sha256 of what was imported or loaded)."""
+    kind = (record or {}).get("kind")
+    if kind is None or kind == BACKBONE_OF_THIS_RUN:
+        return BACKBONE_OF_THIS_RUN
+    source = record.get("source") or record
+    name = source.get("name") or Path(str(record.get("file"))).name
+    what = "imported" if kind == "imported" else "ours, from"
+    return f"{what} {name} (sha256 {str(source.get('sha256'))[:12]})"
 
 
 def collect(run_dirs) -> Collection:

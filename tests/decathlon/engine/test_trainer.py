@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from decathlon.engine import trainer
-from decathlon.engine.checkpoint import CheckpointError, load_backbone, load_checkpoint
+from decathlon.engine.checkpoint import CheckpointError, file_sha256, load_backbone, load_checkpoint
 from decathlon.engine.trainer import JobSpec, run_job
 from decathlon.benchmark.hparams import hparams
 from decathlon.methods import get_method
@@ -64,8 +64,8 @@ def test_resumed_job_ends_with_the_weights_of_an_uninterrupted_one(
         run_job(_spec(tiny_decathlon, tiny_backbone, tiny_hparams, killed))
     run_job(_spec(tiny_decathlon, tiny_backbone, tiny_hparams, killed, resume=True))
 
-    a = torch.load(whole / "checkpoint.pt", weights_only=False)["method"]
-    b = torch.load(killed / "checkpoint.pt", weights_only=False)["method"]
+    a = load_checkpoint(whole / "checkpoint.pt", "job")["method"]
+    b = load_checkpoint(killed / "checkpoint.pt", "job")["method"]
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k] for k in a)
     assert (killed / "record.jsonl").read_text().count("\n") == 3
@@ -141,7 +141,7 @@ def test_spottune_job_is_evaluated_with_both_test_time_policies(tiny_decathlon, 
     draws = sample["splits"]["val"]["draw_accuracies"]
     assert len(draws) == 2 and sample["splits"]["val"]["accuracy"] == pytest.approx(np.mean(draws))
     assert final["execution"]["step"] == "eager" and final["format"] == 2
-    assert final["backbone"] == {"file": str(tiny_backbone), "kind": "ours"}
+    assert final["backbone"] == {"file": str(tiny_backbone), "kind": "ours", "sha256": file_sha256(tiny_backbone)}
 
     from decathlon.engine.evaluate import evaluate
     from decathlon.data.loader import ShardLoader

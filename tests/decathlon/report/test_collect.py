@@ -174,7 +174,7 @@ def _as_two_policy_jobs(run, overrides, preset_protocol):
                                                                       .read_bytes())
         final.update(format=2, evaluations=[{"eval_policy": "argmax", "splits": final["splits"]},
                                             {"eval_policy": "sample", "splits": sampled}],
-                     backbone={"file": "x/backbone.pt", "kind": "ours"})
+                     backbone={"file": "x/backbone.pt", "kind": "pretrained by this run"})
         final["spec"]["extra"].update(overrides=overrides, preset_protocol=preset_protocol)
         path.write_text(json.dumps(final))
 
@@ -189,8 +189,19 @@ def test_one_training_gives_a_row_per_policy_and_overrides_are_shown(tmp_path, w
     assert table.value(argmax, "dtd") == pytest.approx(65.0) and table.value(sampled, "dtd") == pytest.approx(55.0)
     assert table.value(argmax, "#par") == table.value(sampled, "#par")
     assert any("reproduces protocol trainval; these jobs ran protocol train" in note for note in table.notes)
-    assert table.backbone == "pretrained by this suite"
+    assert table.backbone == "pretrained by this run"
     assert set(collection.policy["variant"]) == {argmax, sampled}
     files = write_submissions(collection, tmp_path / "out")
     assert {"results_spottune-eval-sample-precision-bf16_seed0.json",
             "results_spottune-eval-argmax-precision-bf16_seed0.json"} <= {Path(f).name for f in files["file"]}
+
+
+def test_backbone_labels_say_where_the_backbone_came_from():
+    from decathlon.report.collect import backbone_label
+
+    assert backbone_label(None) == backbone_label({"kind": "pretrained by this run"}) == "pretrained by this run"
+    assert backbone_label({"kind": "ours", "file": "runs/a/pretrain/x/backbone.pt", "sha256": "ab" * 32}) == \
+        f"ours, from backbone.pt (sha256 {'ab' * 6})"
+    imported = {"kind": "imported", "file": "w/backbone.pt", "sha256": "cd" * 32,
+                "source": {"kind": "imported", "name": "resnet26_pretrained.t7", "sha256": "ef" * 32}}
+    assert backbone_label(imported) == f"imported resnet26_pretrained.t7 (sha256 {'ef' * 6})"
