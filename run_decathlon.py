@@ -46,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", help="run folder (default: runs/<config>-<synthetic|real>)")
     parser.add_argument("--results", help="where tables and plots go (default: results/<run folder name>)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--backbone", help="start every job from this backbone instead of pretraining one: our "
+                                           "backbone.pt or the public resnet26_pretrained.t7 (converted as "
+                                           "`decathlon import-backbone` does); recorded in every result")
     parser.add_argument("--hparam", action="append", metavar="KEY=VALUE", help="override a hyperparameter")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="fp32 (TF32 allowed on CUDA) or bf16 autocast; default: the preset's (fp32); "
@@ -81,7 +84,8 @@ def main(argv=None) -> int:
     config = BenchmarkConfig(args.data, args.out, args.methods, args.domains, args.config, args.protocol,
                              args.seeds, args.device, overrides, args.compile, not args.no_progress,
                              cuda_graphs=False if args.no_cuda_graphs else None,
-                             jobs_per_device=args.jobs_per_device, threads_per_job=args.threads_per_job)
+                             jobs_per_device=args.jobs_per_device, threads_per_job=args.threads_per_job,
+                             backbone=args.backbone)
     try:
         run_benchmark(config)
     except (ManifestError, CheckpointError, KeyError, ValueError) as err:

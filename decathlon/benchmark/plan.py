@@ -39,6 +39,8 @@ class BenchmarkConfig:
     cuda_graphs: bool | None = None    # None: on CUDA, off elsewhere
     jobs_per_device: int | None = None  # None: decathlon.benchmark.run.default_jobs_per_device
     threads_per_job: int | None = None  # CPU threads of each job process; None: shared out evenly
+    backbone: str | None = None         # a backbone made elsewhere (ours or the public .t7): no pretraining
+    backbone_sha256: str | None = None  # set by the runner once the file is checked
 
     def __post_init__(self):
         self.protocol = self.protocol or preset_protocol(self.preset)
@@ -55,13 +57,20 @@ def default_out(config: BenchmarkConfig, synthetic: bool) -> str:
     return f"runs/{config.preset}-{'synthetic' if synthetic else 'real'}"
 
 
+def _backbone_tag(config: BenchmarkConfig) -> str:
+    return f"-backbone-{config.backbone_sha256[:12]}" if config.backbone else ""
+
+
 def pretrain_folder(config: BenchmarkConfig) -> Path:
-    return Path(config.out) / "pretrain" / f"{config.preset}{_override_tag(config.overrides)}-seed0"
+    """The pretraining job, or with --backbone the given backbone's evaluation on imagenet12."""
+    name = f"{config.preset}{_override_tag(config.overrides)}{_backbone_tag(config)}-seed0"
+    return Path(config.out) / "pretrain" / name
 
 
 def plan_jobs(config: BenchmarkConfig, backbone: Path) -> list:
     """Every (method, domain, seed) job of the run, in a fixed order."""
-    group = Path(config.out) / "jobs" / f"{config.preset}-{config.protocol}{_override_tag(config.overrides)}"
+    group = Path(config.out) / "jobs" / (f"{config.preset}-{config.protocol}{_override_tag(config.overrides)}"
+                                         f"{_backbone_tag(config)}")
     jobs = []
     for seed in range(config.seeds):
         for method in config.methods:

@@ -30,7 +30,8 @@ from decathlon.benchmark.plan import (BenchmarkConfig, check_data, check_overrid
                                       plan_jobs, pretrain_folder, pretrain_overrides)
 from decathlon.data.domains import SOURCE_DOMAIN
 from decathlon.engine import distributed
-from decathlon.engine.pretrain import BACKBONE_FILE, pretrain
+from decathlon.engine.checkpoint import load_backbone
+from decathlon.engine.pretrain import BACKBONE_FILE, evaluate_backbone, pretrain
 from decathlon.engine.trainer import run_job
 
 LARGE_GPU_GIB = 40   # a GPU with this much memory or more takes DEFAULT_LARGE_GPU_JOBS jobs at once
@@ -52,15 +53,7 @@ def run_benchmark(config: BenchmarkConfig) -> list:
     ctx = distributed.init(config.device)
     manifest = check_data(config)
     config.out = config.out or default_out(config, manifest["synthetic"])
-    backbone_dir = pretrain_folder(config)
-    if not (backbone_dir / "done").is_file():
-        if ctx.is_main:
-            print(f"pretraining the backbone on {SOURCE_DOMAIN} -> {backbone_dir}")
-        overrides = pretrain_overrides(config)
-        pretrain(config.data, backbone_dir, pretrain_hparams(config.preset, overrides),
-                 job_extra(config.preset, overrides), 0, config.device, config.compile, config.progress,
-                 resume=True, cuda_graphs=config.cuda_graphs)
-    jobs = plan_jobs(config, backbone_dir / BACKBONE_FILE)
+    jobs = plan_jobs(config, _backbone(config, manifest, ctx))
     pending = [spec for spec in jobs[ctx.rank::ctx.world_size] if not (Path(spec.out) / "done").is_file()]
     per_device = config.jobs_per_device or default_jobs_per_device(ctx.device)
     threads = config.threads_per_job or max(1, torch.get_num_threads() // per_device)
@@ -68,6 +61,33 @@ def run_benchmark(config: BenchmarkConfig) -> list:
     run_jobs(pending, per_device, threads, desc, config.progress)
     distributed.barrier(ctx)
     return [Path(spec.out) for spec in jobs]
+
+
+def _backbone(config: BenchmarkConfig, manifest: dict, ctx) -> Path:
+    """The backbone every job starts from: pretrained by this run (or earlier by the same
+    command), or the --backbone file, which is then evaluated on imagenet12 for the ImNet
+    column when its classifier fits the prepared imagenet12."""
+    overrides = pretrain_overrides(config)
+    hp, extra = pretrain_hparams(config.preset, overrides), job_extra(config.preset, overrides)
+    if config.backbone:
+        checked = load_backbone(config.backbone, hp["width"])   # a wrong file fails before any job
+        config.backbone_sha256 = checked["provenance"]["sha256"]
+        folder = pretrain_folder(config)
+        classes = manifest["domains"][SOURCE_DOMAIN]["num_classes"]
+        if checked["state"]["classifier.weight"].shape[0] != classes:
+            if ctx.is_main:
+                print(f"{config.backbone}: its classifier does not have the prepared {SOURCE_DOMAIN}'s {classes} "
+                      f"classes; the ImNet column stays empty")
+        elif not (folder / "done").is_file():
+            evaluate_backbone(config.data, folder, config.backbone, hp, extra, config.device, config.progress)
+        return Path(config.backbone)
+    folder = pretrain_folder(config)
+    if not (folder / "done").is_file():
+        if ctx.is_main:
+            print(f"pretraining the backbone on {SOURCE_DOMAIN} -> {folder}")
+        pretrain(config.data, folder, hp, extra, 0, config.device, config.compile, config.progress, resume=True,
+                 cuda_graphs=config.cuda_graphs)
+    return folder / BACKBONE_FILE
 
 
 def run_jobs(specs: list, per_device: int, threads: int, desc: str = "jobs", progress: bool = True) -> None:

@@ -1,4 +1,5 @@
-"""Pretraining: the backbone trained from scratch on imagenet12, saved as backbone.pt."""
+"""Pretraining: the backbone trained from scratch on imagenet12, saved as backbone.pt;
+or, for a backbone made elsewhere (ours or the public file), its evaluation on imagenet12."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,9 @@ from pathlib import Path
 from decathlon.data.domains import SOURCE_DOMAIN
 from decathlon.engine.checkpoint import backbone_checkpoint
 from decathlon.engine.trainer import JobSpec, run_job
+from decathlon.methods.base import Method
 from decathlon.methods.plain import Scratch
+from decathlon.models import resnet26
 
 BACKBONE_FILE = "backbone.pt"
 
@@ -17,6 +20,28 @@ class Pretraining(Scratch):
 
     def exports(self) -> dict:
         return {BACKBONE_FILE: backbone_checkpoint(self.net, self.hparams["width"], domain=SOURCE_DOMAIN)}
+
+
+class BackboneEvaluation(Method):
+    """A given backbone as it is, classifier included: a job of no epochs that fills the
+    ImNet column (the published rows' ImNet is the backbone's own accuracy too)."""
+    name = "pretrain"
+
+    def build(self, backbone_state):
+        net = resnet26(self.num_classes, self.hparams["width"])
+        found = backbone_state["classifier.weight"].shape[0]
+        if found != self.num_classes:
+            raise ValueError(f"the backbone's classifier has {found} classes, the prepared {SOURCE_DOMAIN} has "
+                             f"{self.num_classes}: it cannot be evaluated on this data")
+        net.load_state_dict(backbone_state)
+        return net
+
+
+def evaluate_backbone(data, out, backbone, hp: dict, extra: dict, device="auto", progress=True) -> dict:
+    """Evaluate `backbone` (our backbone.pt or a public .t7) on imagenet12 into job folder `out`."""
+    spec = JobSpec("pretrain", SOURCE_DOMAIN, str(data), str(out), dict(hp, epochs=0), backbone=str(backbone),
+                   device=device, progress=progress, resume=True, extra=extra)
+    return run_job(spec, BackboneEvaluation)
 
 
 def pretrain(data, out, hp: dict, extra: dict, seed=0, device="auto", compile=False, progress=True,
