@@ -1,16 +1,14 @@
 """Worker side of preparation: decode one JPEG, check it, bring it to the stored geometry.
 
 Stored geometry. The Decathlon's images are already resized so that the shorter side is
-72 px (a handful of aircraft and dtd images are 73). Every image is scaled with PIL's
-Lanczos filter by the smallest factor that makes it cover the domain's stored H x W
-(no resize at all when one side already equals the target and the other is at least the
-target), then centre-cropped to H x W:
-  * 72 x 72 for nine domains: the shorter side goes to exactly 72 and the longer side is
-    centre-cropped. Both public protocols remain possible on the stored image: a random
-    or centre 64 crop of the 72 image (residual adapters), or the whole 72 image (SpotTune).
-  * 144 x 72 (H x W) for daimlerpedcls, whose images are 72 wide and 144 high: kept whole,
-    so the 72 x 144 input that SpotTune feeds is still available.
-Images are stored as RGB uint8 (grey images get three equal channels).
+72 px; a handful of aircraft and dtd images are 73. Every image is stored whole:
+  * shorter side 72: stored as decoded, no resampling;
+  * any other shorter side s (the 73-px images): resized with PIL's Lanczos filter to
+    shorter side 72 and longer side round(long * 72 / s) (Python's round, half to even).
+Nothing is cropped, so the random crops of the public codes can reach the whole image.
+Images are stored as RGB uint8 (grey images get three equal channels). The stored size
+of every image follows from its annotated width and height alone (`stored_shapes`), so
+shards can be laid out before any JPEG is decoded.
 """
 from __future__ import annotations
 
@@ -22,8 +20,12 @@ import numpy as np
 from PIL import Image
 
 from data_prep.errors import PrepareError
+from decathlon.data.domains import SHORT_SIDE
 
 RESAMPLING = Image.Resampling.LANCZOS
+STORAGE = (f"decoded to RGB uint8 (grey: three equal channels) and stored whole with a {SHORT_SIDE} px shorter "
+           f"side: images whose shorter side s is not {SHORT_SIDE} (a few 73-px aircraft and dtd images) are "
+           f"resized with PIL Lanczos to {SHORT_SIDE} x round(long * {SHORT_SIDE} / s); no crop")
 
 
 class DecodeTask(NamedTuple):
@@ -35,12 +37,15 @@ class DecodeTask(NamedTuple):
     height: int
 
 
-def storage_description(hw: tuple) -> str:
-    """The manifest's `storage` string for images stored at hw = (H, W)."""
-    h, w = hw
-    return (f"decoded to RGB uint8; resized with PIL Lanczos by the smallest factor that makes the "
-            f"image cover {h}x{w} (HxW) - for a square target the shorter side becomes {h} px, and "
-            f"images that already fit are not resized - then centre-cropped to {h}x{w}")
+def stored_shapes(widths, heights) -> np.ndarray:
+    """(n, 2) int64 (height, width) of images of the given released sizes once stored."""
+    widths, heights = np.asarray(widths, np.int64), np.asarray(heights, np.int64)
+    short = np.minimum(widths, heights)
+    scale = SHORT_SIDE / short
+    # np.round rounds half to even, as Python's round does.
+    stored = [np.where(short == SHORT_SIDE, side, np.round(side * scale).astype(np.int64))
+              for side in (heights, widths)]
+    return np.stack(stored, axis=-1).reshape(-1, 2)
 
 
 def ignore_sigint() -> None:
@@ -48,20 +53,15 @@ def ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def fit_to_storage(image: Image.Image, hw: tuple) -> np.ndarray:
-    """Scale an RGB `image` to just cover hw = (H, W), centre-crop, return (H, W, 3) uint8."""
-    target_h, target_w = hw
-    w, h = image.size
-    fits = (w == target_w and h >= target_h) or (h == target_h and w >= target_w)
-    if not fits:
-        scale = max(target_w / w, target_h / h)
-        w, h = max(target_w, round(w * scale)), max(target_h, round(h * scale))
-        image = image.resize((w, h), RESAMPLING)
-    left, top = (w - target_w) // 2, (h - target_h) // 2
-    return np.asarray(image.crop((left, top, left + target_w, top + target_h)), dtype=np.uint8)
+def to_storage(image: Image.Image) -> np.ndarray:
+    """An RGB `image` at its stored size (see the module docstring) as (H, W, 3) uint8."""
+    (height, width), = stored_shapes(image.width, image.height)
+    if (width, height) != image.size:
+        image = image.resize((int(width), int(height)), RESAMPLING)
+    return np.asarray(image, dtype=np.uint8)
 
 
-def decode_one(task: DecodeTask, hw: tuple) -> np.ndarray:
+def decode_one(task: DecodeTask) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(task.raw)) as image:
             size = image.size
@@ -71,9 +71,9 @@ def decode_one(task: DecodeTask, hw: tuple) -> np.ndarray:
     if size != (task.width, task.height):
         raise PrepareError(f"{task.origin}: image is {size[0]}x{size[1]} (WxH) but the annotation "
                            f"says {task.width}x{task.height}; entry {task.entry}")
-    return fit_to_storage(rgb, hw)
+    return to_storage(rgb)
 
 
-def decode_batch(hw: tuple, tasks: list) -> list:
+def decode_batch(tasks: list) -> list:
     """Run in a worker process: [(key, (H, W, 3) uint8 array)] in the order of `tasks`."""
-    return [(task.key, decode_one(task, hw)) for task in tasks]
+    return [(task.key, decode_one(task)) for task in tasks]

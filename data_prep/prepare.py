@@ -13,7 +13,6 @@ the start of every run.
 from __future__ import annotations
 
 import collections
-import functools
 import itertools
 import multiprocessing
 from pathlib import Path
@@ -22,17 +21,18 @@ import numpy as np
 from tqdm import tqdm
 
 from decathlon.data.annotations import AnnotationError, parse_annotations
-from decathlon.data.domains import ANNOTATION_FILES, LABELLED_TEST_FILE, SPLITS, get_domain, parse_domains
-from decathlon.data.manifest import FORMAT_VERSION, MANIFEST_NAME, ManifestError, read_manifest, write_json_atomic
-from data_prep.decode import DecodeTask, decode_batch, ignore_sigint, storage_description
+from decathlon.data.domains import ANNOTATION_FILES, LABELLED_TEST_FILE, SHORT_SIDE, SPLITS, get_domain, parse_domains
+from decathlon.data.manifest import (FORMAT_VERSION, MANIFEST_NAME, ManifestError, ManifestVersionError,
+                                     load_manifest_json, read_manifest, write_json_atomic)
+from data_prep.decode import STORAGE, DecodeTask, decode_batch, ignore_sigint
 from data_prep.errors import PrepareError
 from data_prep.shards import TMP_SUFFIX
 from data_prep.sources import Source, read_test_labels
 from data_prep.split_writer import (SplitWriter, journal_records, manifest_fingerprint, progress_path,
                                     split_fingerprint, verified_records)
 
-# ~64 MB of 72x72 images (128 MB for daimlerpedcls): a unit that is quick to hash and
-# cheap to rebuild on resume, and big enough that imagenet12 train is only ~300 files.
+# ~64-130 MB of whole images (72x72 to ~72x140 on average): a unit that is quick to hash
+# and cheap to rebuild on resume, and big enough that imagenet12 train is only ~300 files.
 DEFAULT_SHARD_SIZE = 4096
 BATCH_SIZE = 64  # images per task sent to a worker
 
@@ -79,11 +79,17 @@ def _prepare(source: Source, out: Path, names: tuple, test_labels, workers: int,
 
 
 def _open_manifest(out: Path, source: Source) -> dict:
+    """The manifest to extend: the folder's own, or a new one where there is none or it is
+    of an older format (its shards are then rebuilt: none matches the new storage)."""
     path = out / MANIFEST_NAME
+    fresh = {"format_version": FORMAT_VERSION, "synthetic": source.synthetic, "source": str(source.path),
+             "domains": {}}
     if not path.exists():
-        return {"format_version": FORMAT_VERSION, "synthetic": source.synthetic, "source": str(source.path),
-                "domains": {}}
-    manifest = read_manifest(out)
+        return fresh
+    try:
+        manifest = read_manifest(out)
+    except ManifestVersionError:
+        manifest = {**fresh, "synthetic": load_manifest_json(out).get("synthetic")}
     if manifest.get("synthetic") != source.synthetic:
         kinds = {True: "synthetic", False: "real"}
         raise PrepareError(f"{path}: holds {kinds[bool(manifest.get('synthetic'))]} data but {source.path} "
@@ -149,7 +155,7 @@ def _plan_domain(out: Path, manifest: dict, name: str, splits: dict, shard_size:
     class_names = splits[SPLITS[0]][0].class_names
     manifest["domains"][name] = {
         "index": domain.index, "num_classes": len(class_names), "class_names": class_names,
-        "image_hw": list(domain.stored_hw), "storage": storage_description(domain.stored_hw),
+        "short_side": SHORT_SIDE, "storage": STORAGE,
         "mean": list(domain.mean), "std": list(domain.std), "splits": kept}
     return pending
 
@@ -211,9 +217,8 @@ def _stream(source: Source, out: Path, manifest: dict, writers: dict, workers: i
             bars = {split: tqdm(total=len(w.ann.image_ids), initial=w.done_images, desc=f"{name}/{split}",
                                 unit="img", disable=not progress) for split, w in split_writers.items()}
             try:
-                decode = functools.partial(decode_batch, get_domain(name).stored_hw)
                 tasks = _decode_tasks(name, members, split_writers)
-                for results in _bounded_map(pool, decode, _batches(tasks), window=2 * workers + 2):
+                for results in _bounded_map(pool, decode_batch, _batches(tasks), window=2 * workers + 2):
                     for (split, position), image in results:
                         split_writers[split].write(position, image)
                         bars[split].update()

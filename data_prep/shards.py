@@ -1,18 +1,22 @@
 """One shard file: create it under a temporary name, fill its image slots, finalise, check.
 
-`<out>/<domain>/<split>-NNNNN.h5` holds annotation positions [i*S, i*S + n) of a split:
-    images     uint8 (n, H, W, 3)   RGB, stored geometry (see data_prep.decode)
-    labels     int64 (n,)           0-based class, -1 where the split has no labels
-    image_ids  int64 (n,)           official image ids, annotation order
+`<out>/<domain>/<split>-NNNNN.h5` holds annotation positions [i*S, i*S + n) of a split as
+whole images in one flat pixel buffer (schema in decathlon.data.manifest):
+    pixels     uint8 (P, 3)     every image row-major, one after another, annotation order
+    offsets    int64 (n + 1,)   image k is pixels[offsets[k]:offsets[k + 1]]
+    shapes     int64 (n, 2)     (height, width) of image k, shorter side 72
+    labels     int64 (n,)       0-based class, -1 where the split has no labels
+    image_ids  int64 (n,)       official image ids, annotation order
     attrs      domain, split, shard_index, first_position (annotation position of row 0)
 
 Every dataset is uncompressed with contiguous layout: decoded pixels barely compress
 losslessly, decompression would cost the 2-core trainer CPU every epoch, and a
 contiguous dataset makes a run of consecutive images one plain read (the loader reads
-chunks of consecutive images) instead of a chunk-index walk. It also lets the preparer
-allocate the images dataset when the file is created and then write each decoded
-image straight to its byte offset, in whatever order a tarball delivers them: the
-file's bytes do not depend on that order, so a folder and a tarball give identical shards.
+chunks of consecutive images) instead of a chunk-index walk. The stored size of every
+image follows from its annotation (data_prep.decode.stored_shapes), so the preparer
+allocates the pixel buffer when the file is created and writes each decoded image
+straight to its byte offset, in whatever order a tarball delivers them: the file's
+bytes do not depend on that order, so a folder and a tarball give identical shards.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from decathlon.data.domains import ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, SPLIT_INDEX, Domain
+from decathlon.data.domains import ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, SHORT_SIDE, SPLIT_INDEX, Domain
+from decathlon.data.shard_files import offsets_problems
 from data_prep.errors import PrepareError
 
 TMP_SUFFIX = ".tmp"
@@ -39,6 +44,11 @@ def shard_ranges(num_images: int, shard_size: int) -> list:
     return [(start, min(shard_size, num_images - start)) for start in range(0, num_images, shard_size)]
 
 
+def pixel_offsets(shapes: np.ndarray) -> np.ndarray:
+    """(n + 1,) int64 cumulative pixel offsets of images of (n, 2) shapes laid end to end."""
+    return np.concatenate([[0], np.cumsum(np.prod(shapes, axis=1, dtype=np.int64))]).astype(np.int64)
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -51,37 +61,42 @@ class ShardWriter:
     """A preallocated temporary shard whose image slots are filled in any order."""
 
     def __init__(self, out: Path, domain: Domain, split: str, index: int, first_position: int,
-                 image_ids: np.ndarray, labels: np.ndarray):
+                 image_ids: np.ndarray, labels: np.ndarray, shapes: np.ndarray):
         self.domain, self.split, self.index = domain, split, index
         self.file = shard_file(domain.name, split, index)
         self.path = Path(out) / self.file
         self.tmp_path = self.path.with_name(self.path.name + TMP_SUFFIX)
         self.num_images, self.filled = len(image_ids), 0
-        self.image_shape = (*domain.stored_hw, 3)
+        self.shapes, self.offsets = np.asarray(shapes, np.int64), pixel_offsets(np.asarray(shapes, np.int64))
+        self.num_pixels = int(self.offsets[-1])
         self.tmp_path.parent.mkdir(parents=True, exist_ok=True)
         layout = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         layout.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)   # the offset exists before any write
-        layout.set_fill_time(h5py.h5d.FILL_TIME_NEVER)     # every slot is written exactly once
+        layout.set_fill_time(h5py.h5d.FILL_TIME_NEVER)     # every pixel is written exactly once
         try:
             with h5py.File(self.tmp_path, "w") as f:
-                images = f.create_dataset("images", (self.num_images, *self.image_shape), np.uint8, dcpl=layout)
+                pixels = f.create_dataset("pixels", (self.num_pixels, 3), np.uint8, dcpl=layout)
+                f.create_dataset("offsets", data=self.offsets)
+                f.create_dataset("shapes", data=self.shapes)
                 f.create_dataset("labels", data=np.asarray(labels, np.int64))
                 f.create_dataset("image_ids", data=np.asarray(image_ids, np.int64))
                 f.attrs.update(domain=domain.name, split=split, shard_index=index, first_position=first_position)
-                self._images_offset = images.id.get_offset()
+                self._pixels_offset = pixels.id.get_offset()
             self._fd = os.open(self.tmp_path, os.O_RDWR)
         except BaseException:
             self.tmp_path.unlink(missing_ok=True)
             raise
 
     def write(self, slot: int, image: np.ndarray) -> None:
-        """Put one (H, W, 3) uint8 image in row `slot`; each row is written once."""
-        if image.shape != self.image_shape or image.dtype != np.uint8:
-            raise PrepareError(f"{self.tmp_path}: row {slot} got {image.dtype} {image.shape}, "
-                               f"expected uint8 {self.image_shape}")
-        written = os.pwrite(self._fd, np.ascontiguousarray(image).data, self._images_offset + slot * image.nbytes)
+        """Put one (H, W, 3) uint8 image in slot `slot`; each slot is written once."""
+        expected = (*map(int, self.shapes[slot]), 3)
+        if image.shape != expected or image.dtype != np.uint8:
+            raise PrepareError(f"{self.tmp_path}: image {slot} is {image.dtype} {image.shape}, "
+                               f"expected uint8 {expected}")
+        where = self._pixels_offset + int(self.offsets[slot]) * 3
+        written = os.pwrite(self._fd, np.ascontiguousarray(image).data, where)
         if written != image.nbytes:
-            raise OSError(f"{self.tmp_path}: short write of row {slot} ({written} of {image.nbytes} bytes)")
+            raise OSError(f"{self.tmp_path}: short write of image {slot} ({written} of {image.nbytes} bytes)")
         self.filled += 1
 
     @property
@@ -94,12 +109,12 @@ class ShardWriter:
         os.close(self._fd)
         self._fd = None
         problems, _ = check_shard(self.tmp_path, self.domain, self.split, self.index, self.num_images,
-                                  num_classes, labels_known)
+                                  self.num_pixels, num_classes, labels_known)
         if problems:
             raise PrepareError(f"{self.tmp_path}: written shard fails its own check: {'; '.join(problems)}")
         sha256 = sha256_file(self.tmp_path)
         os.replace(self.tmp_path, self.path)
-        return {"file": self.file, "num_images": self.num_images, "sha256": sha256}
+        return {"file": self.file, "num_images": self.num_images, "num_pixels": self.num_pixels, "sha256": sha256}
 
     def discard(self) -> None:
         """Drop an unfinished shard (on error or interruption)."""
@@ -121,36 +136,55 @@ def _check_dataset(f: h5py.File, name: str, dtype, shape: tuple) -> list:
     return problems
 
 
-def check_shard(path: Path, domain: Domain, split: str, index: int, num_images: int, num_classes: int,
-                labels_known: bool) -> tuple:
+def _rows(mask: np.ndarray, what: str, show) -> list:
+    """One problem line for the rows where `mask` holds: how many, and the first of them."""
+    bad = np.flatnonzero(mask)
+    return [f"{len(bad)} {what} (first: row {bad[0]}, {show(bad[0])})"] if len(bad) else []
+
+
+def geometry_problems(offsets: np.ndarray, shapes: np.ndarray, num_pixels: int, domain: Domain) -> list:
+    """What is wrong with a shard's offsets and shapes against each other, P and the stored geometry."""
+    heights, widths = shapes[:, 0], shapes[:, 1]
+    problems = offsets_problems(offsets, shapes, num_pixels)
+    problems += _rows(np.minimum(heights, widths) != SHORT_SIDE, f"images whose shorter side is not {SHORT_SIDE}",
+                      lambda i: f"shape {heights[i]}x{widths[i]}")
+    if domain.image_hw is not None:
+        h, w = domain.image_hw
+        problems += _rows((heights != h) | (widths != w), f"images not {h}x{w} (HxW) like every {domain.name} image",
+                          lambda i: f"shape {heights[i]}x{widths[i]}")
+    return problems
+
+
+def check_shard(path: Path, domain: Domain, split: str, index: int, num_images: int, num_pixels: int,
+                num_classes: int, labels_known: bool) -> tuple:
     """(problems, image_ids) of one shard file against what the manifest says it holds."""
     try:
         with h5py.File(path, "r") as f:
-            problems = _check_dataset(f, "images", np.uint8, (num_images, *domain.stored_hw, 3))
+            problems = _check_dataset(f, "pixels", np.uint8, (num_pixels, 3))
+            problems += _check_dataset(f, "offsets", np.int64, (num_images + 1,))
+            problems += _check_dataset(f, "shapes", np.int64, (num_images, 2))
             problems += _check_dataset(f, "labels", np.int64, (num_images,))
             problems += _check_dataset(f, "image_ids", np.int64, (num_images,))
             if problems:
                 return problems, None
             attrs = {key: f.attrs.get(key) for key in ("domain", "split", "shard_index")}
+            offsets, shapes = f["offsets"][:], f["shapes"][:]
             labels, image_ids = f["labels"][:], f["image_ids"][:]
     except OSError as err:
         return [f"cannot be read as HDF5 ({err})"], None
     expected = {"domain": domain.name, "split": split, "shard_index": index}
     if attrs != expected:
         problems.append(f"attrs are {attrs}, expected {expected}")
+    problems += geometry_problems(offsets, shapes, num_pixels, domain)
     if labels_known:
-        bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
-        what = f"outside 0..{num_classes - 1}"
+        problems += _rows((labels < 0) | (labels >= num_classes), f"labels outside 0..{num_classes - 1}",
+                          lambda i: f"label {labels[i]}")
     else:
-        bad = np.flatnonzero(labels != -1)
-        what = "not -1 although the split has no labels"
-    if len(bad):
-        problems.append(f"{len(bad)} labels {what} (first: row {bad[0]}, label {labels[bad[0]]})")
+        problems += _rows(labels != -1, "labels not -1 although the split has no labels",
+                          lambda i: f"label {labels[i]}")
     split_offset = domain.index * ID_DOMAIN_FACTOR + SPLIT_INDEX[split] * ID_SPLIT_FACTOR
-    bad = np.flatnonzero((image_ids // ID_DOMAIN_FACTOR != domain.index) | (image_ids - split_offset < 1))
-    if len(bad):
-        problems.append(f"{len(bad)} image_ids break d*10**7 + s*10**5 + k (first: row {bad[0]}, "
-                        f"id {image_ids[bad[0]]})")
+    problems += _rows((image_ids // ID_DOMAIN_FACTOR != domain.index) | (image_ids - split_offset < 1),
+                      "image_ids break d*10**7 + s*10**5 + k", lambda i: f"id {image_ids[i]}")
     if len(np.unique(image_ids)) != len(image_ids):
         problems.append("duplicate image_ids")
     return problems, image_ids

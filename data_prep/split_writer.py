@@ -5,8 +5,9 @@ temporary file and renamed once all its rows are filled. Until the whole split i
 it is not in the manifest; the finished shards are recorded in a progress file
 `<out>/<domain>/<split>.progress.json` (rewritten atomically after each shard), so an
 interrupted run resumes shard by shard. The progress file and the manifest both carry
-what the shards were made from (annotation file and sha256, geometry, shard sizes): a
-shard is reused only when that matches and the file's sha256 equals its record.
+what the shards were made from (annotation file and sha256, storage, shard sizes): a
+shard is reused only when that matches and the file's sha256 equals its record. The
+stored size of every image is known from the annotations before any image arrives.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from decathlon.data.annotations import SplitAnnotations
 from decathlon.data.manifest import write_json_atomic
-from data_prep.decode import storage_description
+from data_prep.decode import STORAGE, stored_shapes
 from data_prep.errors import PrepareError
 from data_prep.shards import ShardWriter, sha256_file, shard_file, shard_ranges
 
@@ -30,7 +31,7 @@ def progress_path(out: Path, domain: str, split: str) -> Path:
 def split_fingerprint(ann: SplitAnnotations, annotation_file: str, shard_size: int) -> dict:
     """What a split's shards are made from; shards made from anything else are rebuilt."""
     return {"annotation_file": annotation_file, "annotation_sha256": ann.sha256,
-            "storage": storage_description(ann.domain.stored_hw),
+            "storage": STORAGE,
             "shard_counts": [count for _, count in shard_ranges(len(ann.image_ids), shard_size)]}
 
 
@@ -61,7 +62,8 @@ def verified_records(out: Path, domain: str, split: str, records: dict, counts: 
     def intact(index: int, record: dict) -> bool:
         file = shard_file(domain, split, index)
         return (index < len(counts) and record.get("file") == file and record.get("num_images") == counts[index]
-                and (Path(out) / file).is_file() and sha256_file(Path(out) / file) == record.get("sha256"))
+                and isinstance(record.get("num_pixels"), int) and (Path(out) / file).is_file()
+                and sha256_file(Path(out) / file) == record.get("sha256"))
     return {index: record for index, record in records.items() if isinstance(record, dict) and intact(index, record)}
 
 
@@ -73,6 +75,7 @@ class SplitWriter:
         self.domain, self.split, self.shard_size = ann.domain, ann.split, shard_size
         self.fingerprint = split_fingerprint(ann, annotation_file, shard_size)
         self.ranges = shard_ranges(len(ann.image_ids), shard_size)
+        self.shapes = stored_shapes(ann.widths, ann.heights)
         self.records, self.reused = dict(reused), set(reused)
         self._name_re = re.compile(rf"^data/{re.escape(self.domain.name)}/{self.split}/(\d{{6}})\.jpg$")
         numbers = np.asarray([int(self._name_re.match(name)[1]) for name in ann.file_names], np.int64)
@@ -125,7 +128,7 @@ class SplitWriter:
             start, count = self.ranges[index]
             self._open[index] = ShardWriter(self.out, self.domain, self.split, index, start,
                                             self.ann.image_ids[start:start + count],
-                                            self.ann.labels[start:start + count])
+                                            self.ann.labels[start:start + count], self.shapes[start:start + count])
         shard = self._open[index]
         shard.write(position - index * self.shard_size, image)
         if shard.complete:

@@ -1,8 +1,10 @@
 """Re-check a prepared folder against its manifest (`python -m data_prep verify OUT`).
 
-Every shard's sha256, image count, dataset shapes and dtypes, attrs, label range and
-image-id scheme are checked against the manifest and the domain registry; nothing is
-trusted from an earlier run.
+Every shard's sha256, image and pixel counts, dataset shapes and dtypes, offsets (they
+must increase by height * width of each image and end at the pixel count), stored
+geometry (shorter side 72; the fixed size of domains whose images all share one), attrs,
+label range and image-id scheme are checked against the manifest and the domain
+registry; nothing is trusted from an earlier run. Every mismatch is listed.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from decathlon.data.domains import DOMAINS, get_domain
+from decathlon.data.domains import DOMAINS, SHORT_SIDE, get_domain
 from decathlon.data.manifest import MANIFEST_NAME, read_manifest
 from data_prep.shards import check_shard, sha256_file, shard_file
 
@@ -36,9 +38,9 @@ def verify(out: Path) -> VerifyReport:
             continue
         domain = get_domain(name)
         where = f"{out / MANIFEST_NAME}: {name}"
-        if entry.get("index") != domain.index or tuple(entry.get("image_hw", ())) != domain.stored_hw:
-            report.problems.append(f"{where}: index/image_hw are {entry.get('index')}/{entry.get('image_hw')}, "
-                                   f"expected {domain.index}/{list(domain.stored_hw)}")
+        if entry.get("index") != domain.index or entry.get("short_side") != SHORT_SIDE:
+            report.problems.append(f"{where}: index/short_side are {entry.get('index')}/{entry.get('short_side')}, "
+                                   f"expected {domain.index}/{SHORT_SIDE}")
         num_classes = entry.get("num_classes")
         if not isinstance(num_classes, int) or not 0 < num_classes <= domain.num_classes \
                 or len(entry.get("class_names", [])) != num_classes:
@@ -71,8 +73,8 @@ def _verify_split(out: Path, domain, split: str, entry: dict, num_classes: int, 
         digest = sha256_file(path)
         if digest != shard["sha256"]:
             report.problems.append(f"{path}: sha256 is {digest}, manifest says {shard['sha256']}")
-        problems, image_ids = check_shard(path, domain, split, index, shard["num_images"], num_classes,
-                                          entry["labels_known"])
+        problems, image_ids = check_shard(path, domain, split, index, shard["num_images"], shard["num_pixels"],
+                                          num_classes, entry["labels_known"])
         report.problems += [f"{path}: {problem}" for problem in problems]
         if image_ids is not None:
             all_ids.append(image_ids)

@@ -1,4 +1,4 @@
-"""The ten Decathlon domains as data: ids, sizes, normalisation, stored geometry.
+"""The ten Decathlon domains as data: ids, sizes, normalisation, image geometry.
 
 Everything here is a fact of the benchmark (see REFERENCE.md, section 1) and is the
 single place the rest of the code looks them up. Splits are declared as data next to
@@ -16,6 +16,9 @@ ANNOTATION_FILES = {"train": "{domain}_train.json", "val": "{domain}_val.json",
 LABELLED_TEST_FILE = "{domain}_test.json"  # the public labels_test.zip release
 ID_DOMAIN_FACTOR = 10**7
 ID_SPLIT_FACTOR = 10**5
+# The release resizes every image so that its shorter side is 72 px (a handful of aircraft
+# and dtd images have 73); the shards store every image whole at exactly this shorter side.
+SHORT_SIDE = 72
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,9 @@ class Domain:
     sizes: dict                     # official image count per split
     mean: tuple
     std: tuple
-    stored_hw: tuple = (72, 72)     # (height, width) of every image in our shards
+    # (height, width) shared by every released image of the domain; None where sizes vary
+    # (the longer side of aircraft, dtd, gtsrb, imagenet12 and vgg-flowers images).
+    image_hw: tuple | None = None
 
     @property
     def category_offset(self) -> int:
@@ -49,9 +54,9 @@ _DOMAIN_LIST = [
     Domain(1, "aircraft", "Airc", 100, {"train": 3334, "val": 3333, "test": 3333},
            (.47983, .51074, .53438), (.21070, .20509, .23730)),
     Domain(2, "cifar100", "C100", 100, {"train": 40000, "val": 10000, "test": 10000},
-           (.50706, .48667, .44078), (.26745, .25647, .27608)),
+           (.50706, .48667, .44078), (.26745, .25647, .27608), image_hw=(72, 72)),
     Domain(3, "daimlerpedcls", "DPed", 2, {"train": 23520, "val": 5880, "test": 19600},
-           _gray(.48204), _gray(.23613), stored_hw=(144, 72)),
+           _gray(.48204), _gray(.23613), image_hw=(144, 72)),
     Domain(4, "dtd", "DTD", 47, {"train": 1880, "val": 1880, "test": 1880},
            (.52696, .47025, .42397), (.25227, .24092, .24994)),
     Domain(5, "gtsrb", "GTSR", 43, {"train": 31367, "val": 7842, "test": 12630},
@@ -59,11 +64,11 @@ _DOMAIN_LIST = [
     Domain(6, "imagenet12", "ImNet", 1000, {"train": 1232167, "val": 49000, "test": 48238},
            (.485, .456, .406), (.229, .224, .225)),
     Domain(7, "omniglot", "OGlt", 1623, {"train": 17853, "val": 6492, "test": 8115},
-           _gray(.08100), _gray(.27047)),
+           _gray(.08100), _gray(.27047), image_hw=(72, 72)),
     Domain(8, "svhn", "SVHN", 10, {"train": 47217, "val": 26040, "test": 26032},
-           (.43768, .44377, .47280), (.19803, .20102, .19704)),
+           (.43768, .44377, .47280), (.19803, .20102, .19704), image_hw=(72, 72)),
     Domain(9, "ucf101", "UCF", 101, {"train": 7585, "val": 1952, "test": 3783},
-           (.49953, .49880, .49982), (.10899, .10810, .10680)),
+           (.49953, .49880, .49982), (.10899, .10810, .10680), image_hw=(72, 72)),
     Domain(10, "vgg-flowers", "Flwr", 102, {"train": 1020, "val": 1020, "test": 6149},
            (.43415, .38310, .29715), (.28510, .23842, .26396)),
 ]

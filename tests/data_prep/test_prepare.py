@@ -13,24 +13,23 @@ from data_prep.prepare import prepare
 from data_prep.shards import ShardWriter
 from data_prep.verify import verify
 from decathlon.data.domains import SPLITS, get_domain
+from decathlon.data.manifest import ManifestVersionError
 
 
-def _expected_image(path, hw):
-    """The documented geometry, computed independently: shorter side to 72 (or cover HxW), centre crop."""
+def _expected_image(path):
+    """The documented geometry, computed independently: the whole image, its shorter side
+    brought to 72 with PIL Lanczos where it is not 72 already (the longer side rounded)."""
     with Image.open(path) as image:
         image = image.convert("RGB")
-    h, w = hw
-    if image.width != w and image.height != h:
-        scale = max(w / image.width, h / image.height)
-        image = image.resize((max(w, round(image.width * scale)), max(h, round(image.height * scale))),
-                             Image.Resampling.LANCZOS)
-    left, top = (image.width - w) // 2, (image.height - h) // 2
-    return np.asarray(image)[top:top + h, left:left + w]
+    short, long = sorted(image.size)
+    if short != 72:
+        scaled = round(long * 72 / short)
+        image = image.resize((72, scaled) if image.width == short else (scaled, 72), Image.Resampling.LANCZOS)
+    return np.asarray(image)
 
 
 @pytest.mark.parametrize("domain", ["aircraft", "daimlerpedcls", "dtd", "imagenet12"])
-def test_shards_hold_the_annotated_images_in_order(pristine, prepared, read_split, domain):
-    hw = get_domain(domain).stored_hw
+def test_shards_hold_the_whole_annotated_images_in_order(pristine, prepared, read_split, domain):
     for split in SPLITS:
         source = pristine.files[f"{domain}_{split}{'_stripped' if split == 'test' else ''}.json"]
         images, labels, ids = read_split(prepared, domain, split)
@@ -40,30 +39,35 @@ def test_shards_hold_the_annotated_images_in_order(pristine, prepared, read_spli
         else:
             offset = get_domain(domain).category_offset + 1
             assert labels.tolist() == [a["category_id"] - offset for a in source["annotations"]]
-        assert images.shape == (len(ids), *hw, 3) and images.dtype == np.uint8
-        for stored, entry in zip(images, source["images"]):
-            expected = _expected_image(pristine.root / entry["file_name"], hw)
-            resized = entry["width"] != hw[1] and entry["height"] != hw[0]
-            np.testing.assert_allclose(stored, expected, atol=2 if resized else 0)
+        for stored, entry in zip(images, source["images"], strict=True):
+            assert stored.dtype == np.uint8 and min(stored.shape[:2]) == 72
+            if min(entry["width"], entry["height"]) == 72:
+                assert stored.shape == (entry["height"], entry["width"], 3)  # whole, as released
+            np.testing.assert_array_equal(stored, _expected_image(pristine.root / entry["file_name"]))
 
 
 def test_geometry_of_the_odd_sizes(prepared, pristine, read_split):
-    """daimlerpedcls is kept whole (144 high, 72 wide); 73-high aircraft images shrink to 72."""
+    """daimlerpedcls is kept whole (144 high, 72 wide); 73-px aircraft images shrink to a
+    72 px shorter side, their width scaled by 72/73 and rounded."""
     images, _, _ = read_split(prepared, "daimlerpedcls", "test")
-    assert images.shape[1:] == (144, 72, 3) and (images[..., 0] == images[..., 2]).all()  # grey -> RGB
-    tall = [e for e in pristine.files["aircraft_test.json"]["images"] if e["height"] == 73]
-    assert len(tall) == 3
+    assert {image.shape for image in images} == {(144, 72, 3)}
+    assert all((image[..., 0] == image[..., 2]).all() for image in images)  # grey -> RGB
+    entries = pristine.files["aircraft_test.json"]["images"]
+    images, _, _ = read_split(prepared, "aircraft", "test")
+    tall = [(image.shape, entry["width"]) for image, entry in zip(images, entries) if entry["height"] == 73]
+    assert len(tall) == 3 and all(shape == (72, round(width * 72 / 73), 3) for shape, width in tall)
+    assert max(image.shape[1] for image in images) > 110  # the wide ones keep their width
 
 
-def test_manifest_describes_the_split(prepared, pristine):
+def test_manifest_describes_the_split(prepared, pristine, read_split):
     manifest = json.loads((prepared / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and manifest["synthetic"] is False
+    assert manifest["format_version"] == 2 and manifest["synthetic"] is False
     assert manifest["source"] == str(pristine.parent)  # the path given, resolved
     aircraft = manifest["domains"]["aircraft"]
     real_names = [c["name"] for c in pristine.files["aircraft_test.json"]["categories"]]
     assert aircraft["num_classes"] == 100 and aircraft["class_names"] == real_names
-    assert aircraft["image_hw"] == [72, 72] and manifest["domains"]["daimlerpedcls"]["image_hw"] == [144, 72]
-    assert aircraft["mean"] == list(get_domain("aircraft").mean) and "centre-cropped" in aircraft["storage"]
+    assert aircraft["short_side"] == 72 and "image_hw" not in aircraft
+    assert aircraft["mean"] == list(get_domain("aircraft").mean) and "no crop" in aircraft["storage"]
     test = aircraft["splits"]["test"]
     raw = (pristine.root / "annotations" / "aircraft_test_stripped.json").read_bytes()
     assert test["annotation_file"] == "aircraft_test_stripped.json"
@@ -71,10 +75,27 @@ def test_manifest_describes_the_split(prepared, pristine):
     assert test["labels_known"] is False and test["num_images"] == 20
     assert [s["num_images"] for s in test["shards"]] == [8, 8, 4]
     assert [s["file"] for s in test["shards"]] == [f"aircraft/test-{i:05d}.h5" for i in range(3)]
+    images, _, _ = read_split(prepared, "aircraft", "test")
+    sizes = [image.shape[0] * image.shape[1] for image in images]
+    assert [s["num_pixels"] for s in test["shards"]] == [sum(sizes[:8]), sum(sizes[8:16]), sum(sizes[16:])]
     for shard in test["shards"]:
         assert hashlib.sha256((prepared / shard["file"]).read_bytes()).hexdigest() == shard["sha256"]
     assert aircraft["splits"]["train"]["num_images"] == pristine.train_val_size
     assert verify(prepared).ok
+
+
+def test_old_format_folder_is_prepared_again(prepared, pristine, tmp_path, read_split):
+    """A folder of format 1 (centre-cropped squares) is rebuilt by the same command."""
+    out = tmp_path / "out"
+    shutil.copytree(prepared, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    with pytest.raises(ManifestVersionError, match="make prepare-data SOURCE="):
+        verify(out)
+    prepare(pristine.parent, out, domains="dtd", shard_size=pristine.shard_size, progress=False)
+    rebuilt = json.loads((out / "manifest.json").read_text())
+    assert rebuilt["format_version"] == 2 and list(rebuilt["domains"]) == ["dtd"] and verify(out).ok
+    assert all((a == b).all() for a, b in zip(read_split(out, "dtd", "val")[0], read_split(prepared, "dtd", "val")[0]))
 
 
 def test_test_labels_from_the_real_release(pristine, tmp_path, read_split):
@@ -178,4 +199,18 @@ def test_interrupted_run_leaves_no_temporaries_and_resumes(pristine, prepared, t
     assert verify(out).ok and not leftovers(out)
     images, labels, ids = read_split(out, "aircraft", "train")
     reference = read_split(prepared, "aircraft", "train")
-    assert all((a == b).all() for a, b in zip((images, labels, ids), reference))
+    assert (labels == reference[1]).all() and (ids == reference[2]).all()
+    assert all((a == b).all() for a, b in zip(images, reference[0], strict=True))
+
+
+def test_shard_writer_refuses_an_image_of_another_size(tmp_path):
+    shapes = np.array([[72, 100], [144, 72]])
+    writer = ShardWriter(tmp_path, get_domain("aircraft"), "train", 0, 0, np.array([10000001, 10000002]),
+                         np.array([0, 1]), shapes)
+    try:
+        with pytest.raises(PrepareError, match=r"train-00000\.h5\.tmp: image 1 is uint8 \(72, 144, 3\), "
+                                               r"expected uint8 \(144, 72, 3\)"):
+            writer.write(1, np.zeros((72, 144, 3), np.uint8))
+    finally:
+        writer.discard()
+    assert not list(tmp_path.rglob("*.tmp"))

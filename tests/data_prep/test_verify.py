@@ -45,8 +45,8 @@ def test_wrong_count_is_reported(out):
     _edit_manifest(out, lambda m: m["domains"]["dtd"]["splits"]["test"]["shards"][2].update(num_images=5))
     problems = verify(out).problems
     assert "aircraft/val: shards hold 6 images but num_images is 7" in problems
-    assert any(p.startswith(str(out / "dtd/test-00002.h5")) and "dataset 'images' is uint8 (4, 72, 72, 3), "
-               "expected uint8 (5, 72, 72, 3)" in p for p in problems)
+    assert any(p.startswith(str(out / "dtd/test-00002.h5")) and "dataset 'offsets' is int64 (5,), "
+               "expected int64 (6,)" in p for p in problems)
 
 
 def test_out_of_range_label_is_reported(out):
@@ -76,3 +76,73 @@ def test_malformed_entry_is_reported_not_raised(out):
     _edit_manifest(out, lambda m: m["domains"]["dtd"]["splits"]["val"].pop("labels_known"))
     assert verify(out).problems == [f"{out / 'manifest.json'}: dtd/val: malformed manifest entry "
                                     "(KeyError: 'labels_known')"]
+
+
+def _edit_shard(path, edit):
+    with h5py.File(path, "r+") as f:
+        edit(f)
+
+
+def _first_row_taller(f):
+    height, width = f["shapes"][0]
+    f["shapes"][0] = [height * width // 36, 36]  # the same pixel count, shorter side 36
+
+
+GEOMETRY_CASES = {  # edit of aircraft/val-00000.h5 -> the problems verify must list (besides its sha256)
+    "first offset": (lambda f: f["offsets"].__setitem__(0, 1),
+                     ["offsets[0] is 1, expected 0", "1 images whose offsets span differs from height * width "
+                      "(first: row 0, span {span0_minus_1}, shape {shape0})"]),
+    "decreasing": (lambda f: f["offsets"].__setitem__(2, f["offsets"][0]),
+                   ["1 offsets do not increase (first: row 1, offsets {offset1} -> 0)",
+                    "2 images whose offsets span differs from height * width (first: row 1, span {minus_offset1}, "
+                    "shape {shape1})"]),
+    "last offset": (lambda f: f["offsets"].__setitem__(-1, f["offsets"][-1] - 1),
+                    ["1 images whose offsets span differs from height * width (first: row 5, span {span5_minus_1}, "
+                     "shape {shape5})", "offsets[6] is {pixels_minus_1} but dataset 'pixels' holds {pixels} pixels"]),
+    "shorter side": (_first_row_taller, ["1 images whose shorter side is not 72 (first: row 0, shape {tall0})"]),
+}
+
+
+@pytest.mark.parametrize("case", GEOMETRY_CASES)
+def test_bad_offsets_and_shapes_are_listed(out, case):
+    shard = out / "aircraft/val-00000.h5"
+    with h5py.File(shard, "r") as f:
+        offsets, shapes = f["offsets"][:], f["shapes"][:]
+    facts = {"span0_minus_1": offsets[1] - 1, "shape0": "x".join(map(str, shapes[0])), "offset1": offsets[1],
+             "minus_offset1": -offsets[1], "shape1": "x".join(map(str, shapes[1])), "pixels": offsets[-1],
+             "pixels_minus_1": offsets[-1] - 1, "tall0": f"{shapes[0].prod() // 36}x36",
+             "span5_minus_1": offsets[6] - offsets[5] - 1, "shape5": "x".join(map(str, shapes[5]))}
+    edit, expected = GEOMETRY_CASES[case]
+    _edit_shard(shard, edit)
+    problems = verify(out).problems
+    assert f"{shard}: sha256 is" in problems[0] and len(problems) == 1 + len(expected)
+    assert problems[1:] == [f"{shard}: {line.format(**facts)}" for line in expected]
+
+
+def test_daimler_must_be_144_high_and_72_wide(out):
+    shard = out / "daimlerpedcls/train-00000.h5"
+    _edit_shard(shard, lambda f: f["shapes"].__setitem__(2, [72, 144]))
+    assert f"{shard}: 1 images not 144x72 (HxW) like every daimlerpedcls image (first: row 2, shape 72x144)" \
+        in verify(out).problems
+
+
+def test_pixel_count_differs_from_the_manifest(out):
+    shard = out / "dtd/val-00000.h5"
+    with h5py.File(shard, "r") as f:
+        pixels = len(f["pixels"])
+    _edit_manifest(out, lambda m: m["domains"]["dtd"]["splits"]["val"]["shards"][0].update(num_pixels=pixels + 1))
+    assert verify(out).problems == [f"{shard}: dataset 'pixels' is uint8 ({pixels}, 3), expected uint8 "
+                                    f"({pixels + 1}, 3)"]
+
+
+def test_old_format_is_refused_with_the_command_to_prepare_again(out, capsys):
+    _edit_manifest(out, lambda m: m.update(format_version=1))
+    assert main(["verify", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'manifest.json'}: field 'format_version' is 1, expected 2" in err
+    assert "make prepare-data SOURCE=" in err and f"OUT={out}" in err
+
+
+def test_manifest_of_another_geometry_is_reported(out):
+    _edit_manifest(out, lambda m: m["domains"]["dtd"].update(short_side=64))
+    assert f"{out / 'manifest.json'}: dtd: index/short_side are 4/64, expected 4/72" in verify(out).problems

@@ -9,7 +9,10 @@ def test_registry_matches_the_benchmark():
     assert sorted(d.index for d in DOMAINS.values()) == list(range(1, 11))
     assert TOTAL_TEST_IMAGES == 139_760
     assert set(PAPER_ORDER) == set(DOMAINS)
-    assert get_domain("daimlerpedcls").stored_hw == (144, 72)
+    assert get_domain("daimlerpedcls").image_hw == (144, 72)  # 72 wide, 144 high
+    assert {name for name, d in DOMAINS.items() if d.image_hw == (72, 72)} == {"cifar100", "omniglot", "svhn", "ucf101"}
+    assert {name for name, d in DOMAINS.items() if d.image_hw is None} == {"aircraft", "dtd", "gtsrb", "imagenet12",
+                                                                         "vgg-flowers"}
     assert get_domain("omniglot").num_classes == 1623
 
 

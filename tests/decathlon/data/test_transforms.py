@@ -1,14 +1,38 @@
-"""Batched augmentation: shapes, exact crops, normalisation, flips and reproducibility."""
+"""Batched augmentation of ragged batches of whole images: shapes, exact crops against
+torchvision, crops reaching the whole image, normalisation, flips, reproducibility, errors."""
 import pytest
 import torch
 import torchvision.transforms.functional as TF
 from torchvision import transforms
 
 from decathlon.data.domains import DOMAIN_NAMES, get_domain
-from decathlon.data.transforms import PROTOCOLS, make_batch_transform, output_hw
+from decathlon.data.transforms import (PROTOCOLS, Crops, Ragged, crop_ragged, make_batch_transform, output_hw,
+                                       pack)
 
 SPOTTUNE_CROPPED = {"aircraft", "cifar100", "dtd", "ucf101", "vgg-flowers", "imagenet12"}
 UNAUGMENTED = {"gtsrb", "omniglot", "svhn"}
+# Stored sizes (HxW) like the real ones: shorter side 72, longer side as released.
+SIZES = {"daimlerpedcls": [(144, 72)], "cifar100": [(72, 72)], "omniglot": [(72, 72)], "svhn": [(72, 72)],
+         "ucf101": [(72, 72)], "gtsrb": [(72, 72), (184, 72), (72, 103)],
+         "imagenet12": [(72, 96), (72, 422), (108, 72), (72, 73)]}
+VARIED = [(72, 121), (72, 95), (72, 123), (153, 72), (72, 72), (73, 72)]  # odd margins test the rounding
+
+
+def sizes_of(domain):
+    return SIZES.get(domain, VARIED)
+
+
+def random_images(domain, n=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sizes = sizes_of(domain)
+    return [torch.randint(0, 256, (*sizes[i % len(sizes)], 3), dtype=torch.uint8, generator=g) for i in range(n)]
+
+
+def position_image(height, width, index):
+    """Pixels say where they are: channel 0 = row, 1 = column, 2 = image index (all mod 256)."""
+    rows = torch.arange(height)[:, None].expand(height, width)
+    cols = torch.arange(width)[None, :].expand(height, width)
+    return torch.stack([rows, cols, torch.full_like(rows, index)], dim=-1).to(torch.uint8)
 
 
 def expected_hw(domain, protocol, train):
@@ -18,20 +42,6 @@ def expected_hw(domain, protocol, train):
             return (144, 72)
         return (64, 64) if train and domain in SPOTTUNE_CROPPED else (72, 72)
     return (72, 72) if domain in UNAUGMENTED else (64, 64)
-
-
-def random_batch(domain, n=6, seed=0):
-    height, width = get_domain(domain).stored_hw
-    return torch.randint(0, 256, (n, height, width, 3), dtype=torch.uint8,
-                         generator=torch.Generator().manual_seed(seed))
-
-
-def position_batch(n=32, height=72, width=72):
-    """Images whose pixels say where they are: channel 0 = row, 1 = column, 2 = image index."""
-    rows = torch.arange(height)[:, None].expand(height, width)
-    cols = torch.arange(width)[None, :].expand(height, width)
-    images = [torch.stack([rows, cols, torch.full_like(rows, i)], dim=-1) for i in range(n)]
-    return torch.stack(images).to(torch.uint8)
 
 
 def unnormalise(batch, domain):
@@ -51,69 +61,84 @@ def generator(seed=0):
 def test_output_shape_matches_protocol(domain, protocol, train):
     hw = expected_hw(domain, protocol, train)
     assert output_hw(domain, protocol, train) == hw
-    out = make_batch_transform(domain, protocol, train)(random_batch(domain), generator())
+    out = make_batch_transform(domain, protocol, train)(pack(random_images(domain)), generator())
     assert out.shape == (6, 3, *hw)
     assert out.dtype == torch.float32 and out.is_contiguous()
 
 
-@pytest.mark.parametrize("domain,protocol", [("aircraft", "adapters"), ("gtsrb", "adapters"),
-                                             ("cifar100", "spottune"), ("svhn", "spottune")])
-def test_test_time_matches_torchvision_centre_crop_and_normalize(domain, protocol):
-    images = random_batch(domain)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("domain", DOMAIN_NAMES)
+def test_test_time_views_equal_torchvision_centre_crop_of_the_whole_image(domain, protocol):
+    """Both public codes test on Resize(72) (the stored image) + CenterCrop + Normalize."""
+    images = random_images(domain)
     info = get_domain(domain)
+    size = list(expected_hw(domain, protocol, train=False))
     normalize = transforms.Normalize(info.mean, info.std)
-    size = expected_hw(domain, protocol, train=False)
-    reference = torch.stack([normalize(TF.center_crop(img.permute(2, 0, 1), list(size)).float() / 255)
-                             for img in images])
-    out = make_batch_transform(domain, protocol, train=False)(images)
+    reference = torch.stack([normalize(TF.center_crop(image.permute(2, 0, 1), size).float() / 255)
+                             for image in images])
+    out = make_batch_transform(domain, protocol, train=False)(pack(images))
     torch.testing.assert_close(out, reference, rtol=0, atol=1e-5)
 
 
-def test_adapters_daimler_is_resized_to_72_then_centre_cropped():
-    images = random_batch("daimlerpedcls")
-    resized = TF.resize(images.permute(0, 3, 1, 2).float(), [72, 72], antialias=True)
-    info = get_domain("daimlerpedcls")
-    reference = transforms.Normalize(info.mean, info.std)(TF.center_crop(resized, [64, 64]) / 255)
-    out = make_batch_transform("daimlerpedcls", "adapters", train=False)(images)
-    torch.testing.assert_close(out, reference, rtol=0, atol=1e-4)
-
-
-def test_centre_crop_takes_exactly_the_middle_64():
-    out = unnormalise(make_batch_transform("dtd", "adapters", train=False)(position_batch(2)), "dtd")
-    assert torch.equal(out[..., 0], torch.arange(4, 68)[:, None].expand(2, 64, 64))
-    assert torch.equal(out[..., 1], torch.arange(4, 68)[None, :].expand(2, 64, 64))
-
-
-def crop_origins(out):
-    """(top, left, flipped) of every output image of a position batch, checking it is a crop."""
-    origins = []
-    for image in out:
-        rows, cols = image[..., 0].long(), image[..., 1].long()
-        top, left = rows[0, 0].item(), min(cols[0, 0].item(), cols[0, -1].item())
-        flipped = cols[0, 0].item() > cols[0, -1].item()
-        expected_cols = torch.arange(left, left + 64)
-        assert torch.equal(rows, torch.arange(top, top + 64)[:, None].expand(64, 64))
-        assert torch.equal(cols, (expected_cols.flip(0) if flipped else expected_cols)[None, :].expand(64, 64))
-        assert 0 <= top <= 8 and 0 <= left <= 8
-        origins.append((top, left, flipped))
-    return origins
+def crop_origins(out, crop=64):
+    """(tops, lefts, flipped) of the output images of a position batch, checking each is a crop."""
+    rows, cols = out[..., 0].long(), out[..., 1].long()
+    tops, flipped = rows[:, 0, 0], cols[:, 0, 0] > cols[:, 0, -1]
+    lefts = torch.minimum(cols[:, 0, 0], cols[:, 0, -1])
+    steps = torch.arange(crop)
+    assert torch.equal(rows, (tops[:, None] + steps)[:, :, None].expand(-1, crop, crop))
+    along = torch.where(flipped[:, None], steps.flip(0), steps)
+    assert torch.equal(cols, (lefts[:, None] + along)[:, None, :].expand(-1, crop, crop))
+    return tops, lefts, flipped
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_random_crops_are_inside_the_image_and_differ_per_image(protocol):
-    images = position_batch()
-    out = unnormalise(make_batch_transform("aircraft", protocol, train=True)(images, generator()), "aircraft")
-    assert torch.equal(out[:, 0, 0, 2], torch.arange(32, dtype=torch.uint8))  # image i stays at i
-    origins = crop_origins(out)
-    assert len({(top, left) for top, left, _ in origins}) > 10
+def test_training_crops_cover_the_whole_image_not_only_its_central_square(protocol):
+    """A 72x200 aircraft image: its central square holds columns 64..135; random crops
+    reach every one of the 137 x 9 valid positions, the margins included."""
+    n = 2048
+    distinct = [position_image(72, 200, i) for i in range(256)]
+    batch = pack([distinct[i % 256] for i in range(n)])
+    out = unnormalise(make_batch_transform("aircraft", protocol, train=True)(batch, generator()), "aircraft")
+    assert torch.equal(out[:, 0, 0, 2], (torch.arange(n) % 256).to(torch.uint8))  # image i stays at i
+    tops, lefts, _ = crop_origins(out)
+    assert set(lefts.tolist()) == set(range(137)) and set(tops.tolist()) == set(range(9))
+    columns = out[..., 1].long()
+    assert (columns < 64).any() and (columns >= 136).any()  # outside the central 72
+
+
+def test_random_crops_of_a_ragged_batch_stay_inside_each_image():
+    sizes = [(72, 90), (150, 72), (72, 72), (72, 250)]
+    images = [position_image(h, w, i) for i, (h, w) in enumerate(sizes * 50)]
+    out = unnormalise(make_batch_transform("vgg-flowers", "adapters", train=True)(pack(images), generator(1)),
+                      "vgg-flowers")
+    tops, lefts, _ = crop_origins(out)
+    shapes = pack(images).shapes
+    assert (tops >= 0).all() and (lefts >= 0).all()
+    assert (tops <= shapes[:, 0] - 64).all() and (lefts <= shapes[:, 1] - 64).all()
+
+
+@pytest.mark.parametrize("domain,protocol,size", [("daimlerpedcls", "spottune", (144, 72)),
+                                                  ("gtsrb", "spottune", (72, 72)), ("gtsrb", "adapters", (72, 72))])
+def test_fixed_views_are_the_same_at_train_and_test(domain, protocol, size):
+    images = pack(random_images(domain))
+    train = make_batch_transform(domain, protocol, train=True)(images, generator())
+    assert torch.equal(train, make_batch_transform(domain, protocol, train=False)(images))
+    assert train.shape[2:] == size
+
+
+def test_centre_crop_of_a_wide_image_takes_the_middle():
+    out = unnormalise(make_batch_transform("dtd", "adapters", train=False)(pack([position_image(72, 121, 0)])), "dtd")
+    assert torch.equal(out[0, :, :, 0], torch.arange(4, 68)[:, None].expand(64, 64))
+    # torchvision: int(round((121 - 64) / 2.0)) = round(28.5) = 28 (half to even)
+    assert torch.equal(out[0, :, :, 1], torch.arange(28, 92)[None, :].expand(64, 64))
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("domain", DOMAIN_NAMES)
 def test_only_adapters_training_flips_and_only_the_cropped_domains(domain, protocol):
-    images = position_batch()
-    if domain == "daimlerpedcls":
-        images = torch.cat([images, images], dim=1)
+    height, width = sizes_of(domain)[0]
+    images = pack([position_image(height, width, i) for i in range(32)])
     for train in (True, False):
         out = make_batch_transform(domain, protocol, train)(images, generator())
         cols = unnormalise(out, domain)[:, 0, :, 1].float()
@@ -124,13 +149,23 @@ def test_only_adapters_training_flips_and_only_the_cropped_domains(domain, proto
 
 def test_same_generator_seed_gives_the_same_batch():
     transform = make_batch_transform("vgg-flowers", "adapters", train=True)
-    images = random_batch("vgg-flowers", n=16)
+    images = pack(random_images("vgg-flowers", n=16))
     assert torch.equal(transform(images, generator(3)), transform(images, generator(3)))
     assert not torch.equal(transform(images, generator(3)), transform(images, generator(4)))
 
 
+def test_crops_are_drawn_from_the_shapes_alone():
+    """The same generator gives the same crops whatever buffer the images lie in."""
+    transform = make_batch_transform("aircraft", "spottune", train=True)
+    images = random_images("aircraft", n=8)
+    packed = pack(images)
+    spaced = Ragged(torch.cat([torch.zeros(50, 3, dtype=torch.uint8), packed.pixels]), packed.starts + 50,
+                    packed.shapes)
+    assert torch.equal(transform(packed, generator(5)), transform(spaced, generator(5)))
+
+
 def test_channels_last_output_has_the_same_values():
-    images = random_batch("ucf101")
+    images = pack(random_images("ucf101"))
     plain = make_batch_transform("ucf101", "adapters", train=True)(images, generator())
     packed = make_batch_transform("ucf101", "adapters", train=True, channels_last=True)(images, generator())
     assert packed.is_contiguous(memory_format=torch.channels_last)
@@ -139,21 +174,35 @@ def test_channels_last_output_has_the_same_values():
 
 def test_clear_errors():
     transform = make_batch_transform("aircraft", "adapters", train=True)
+    good = pack(random_images("aircraft"))
     with pytest.raises(ValueError, match="torch.Generator"):
-        transform(random_batch("aircraft"))
-    with pytest.raises(ValueError, match=r"\(N, 72, 72, 3\)"):
-        transform(random_batch("daimlerpedcls"), generator())
-    with pytest.raises(ValueError, match="float32"):
-        transform(random_batch("aircraft").float(), generator())
+        transform(good)
+    with pytest.raises(ValueError, match=r"uint8 \(P, 3\) buffer, got torch.float32"):
+        transform(good._replace(pixels=good.pixels.float()), generator())
+    with pytest.raises(ValueError, match=r"uint8 \(P, 3\) buffer, got torch.uint8 of shape \(\d+, 1\)"):
+        transform(good._replace(pixels=good.pixels[:, :1]), generator())
+    with pytest.raises(ValueError, match=r"starts int64 \(n,\) and shapes int64 \(n, 2\), got torch.int64 \(6,\) "
+                                         r"and torch.int64 \(5, 2\)"):
+        transform(good._replace(shapes=good.shapes[:5]), generator())
+    with pytest.raises(ValueError, match=r"aircraft \(adapters\): image 1 is 60x90 \(HxW\), smaller than the "
+                                         r"64x64 crop \(1 such images\)"):
+        transform(pack([position_image(72, 90, 0), position_image(60, 90, 1)]), generator())
+    with pytest.raises(ValueError, match=r"image 5 spans pixels \d+..\d+, outside the buffer of \d+ pixels"):
+        transform(good._replace(pixels=good.pixels[:-1]), generator())
     with pytest.raises(ValueError, match="unknown augmentation protocol"):
         make_batch_transform("aircraft", "timm", train=True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_batch_gives_the_same_result_as_cpu():
-    transform = make_batch_transform("daimlerpedcls", "adapters", train=True)
-    images = random_batch("daimlerpedcls", n=64)
-    on_cpu = transform(images, generator())
-    on_gpu = transform(images.cuda(), generator())
+def test_cuda_gives_the_same_images_as_cpu_for_the_same_crops():
+    transform = make_batch_transform("daimlerpedcls", "adapters", train=True, channels_last=True)
+    images = pack(random_images("imagenet12", n=64))
+    crops = transform.draw(images.shapes, generator())
+    on_cpu = transform.apply(images, crops)
+    on_gpu = transform.apply(Ragged(*(t.cuda() for t in images)), Crops(*(t.cuda() for t in crops)))
     assert on_gpu.is_cuda
-    torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=0, atol=1e-4)
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=0, atol=1e-5)
+    uint8 = crop_ragged(Ragged(*(t.cuda() for t in images)), Crops(*(t.cuda() for t in crops)), (64, 64))
+    assert torch.equal(uint8.cpu(), crop_ragged(images, crops, (64, 64)))
+    with pytest.raises(ValueError, match="the generator is on cpu but the batch on cuda"):
+        transform(Ragged(*(t.cuda() for t in images)), generator())
