@@ -1,5 +1,6 @@
 """Helpers the benchmark scripts share: device sync, a seeded backbone, a fixed SpotTune
-policy, and a description of the machine a figure was measured on."""
+policy, a training step without host synchronisation (and its CUDA graph), and a
+description of the machine a figure was measured on."""
 from __future__ import annotations
 
 import datetime
@@ -25,13 +26,54 @@ def backbone_state(width: float) -> dict:
 
 
 class FixedDecisions:
-    """Stands in for ``SpotTuneNet.decisions``: the same (N, blocks) matrix every call."""
+    """Stands in for ``SpotTuneNet.decisions``: the same (N, blocks) matrix every call.
 
-    def __init__(self, matrix: torch.Tensor):
+    With ``policy`` (the net's own ``decisions``), the policy runs first and its decisions
+    are discarded, so a timing includes the policy network's cost."""
+
+    def __init__(self, matrix: torch.Tensor, policy=None):
         self.matrix = matrix
+        self.policy = policy
 
     def __call__(self, x, domain, mode):
+        if self.policy is not None:
+            self.policy(x, domain, mode)
         return self.matrix
+
+
+def training_step(method, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``Method.update`` without reading the loss back: no host synchronisation, so the
+    step (forward, backward, SGD step) can be captured in a CUDA graph."""
+    method.net.train()
+    method.optimizer.zero_grad(set_to_none=True)
+    with method.autocast():
+        loss, _ = method.training_loss(x, y)
+    loss.backward()
+    method.optimizer.step()
+    # SpotTune methods keep the last decisions, and with them the step's autograd graph,
+    # alive; PyTorch warns that a graph kept from the warm-up steps (another stream) can
+    # break the capture of the next step (a capture with it kept failed on an H200).
+    if getattr(method.net, "last_decisions", None) is not None:
+        method.net.last_decisions = method.net.last_decisions.detach()
+    return loss
+
+
+def cuda_graphed(step, warmup: int = 3):
+    """Capture ``step()`` in a CUDA graph, after ``warmup`` eager calls on a side stream
+    (optimizer state, cuDNN autotuning); returns the graph's ``replay``. Each replay
+    reruns the step on the tensors captured (same inputs, fresh random numbers)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    graph.replay()
+    torch.cuda.synchronize()   # a failing replay fails here, not in a later timing
+    return graph.replay
 
 
 def slug(name: str) -> str:

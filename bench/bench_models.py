@@ -2,42 +2,54 @@
 
 Two ratios, each against a baseline timed in the same process, interleaved with it:
 
-- training: one ``update()`` of the ``spottune`` method (policy network, both branches of
-  every block, straight-through Gumbel decisions) over one of the ``finetune`` method, same
-  batch, width and pretrained backbone. Target: spottune / finetune <= 2.3x.
+- training: one step (forward, backward, SGD step; no host synchronisation inside) of the
+  ``spottune`` method (policy network, both branches of every block as one fused block,
+  straight-through Gumbel decisions) over one of the ``finetune`` method, same batch, width
+  and pretrained backbone. ``spottune_unfused`` (``SpotTuneNet(fused=False)``: the two
+  branches as two blocks) is timed beside them for comparison. Target: spottune /
+  finetune <= 2.0x.
 - inference: ``SpotTuneNet.forward(routed=True)`` (each block runs only the branch each
-  image takes) over ``routed=False`` (both branches, mixed), under ``torch.no_grad`` in
-  eval mode, with a fixed decision matrix where each (image, block) decision is 1 with
-  probability 0.5. The two outputs are checked to agree before timing.
-  Target: routed / dense <= 0.7x.
+  image takes) over ``routed=False`` (both branches, fused, mixed), policy network
+  included, in eval mode under ``torch.no_grad``, with the decisions of a policy whose
+  logits favour each path with probability 0.5 per (image, block). The two outputs are
+  checked to agree (in float32) before timing. Also printed: which path
+  ``routed=None`` picks here (``decathlon.models.routing.routing_pays``).
+  Target: routed / dense <= 0.6x.
 
-Times are per call, after warm-up; the two sides alternate call by call (ABBA order) so a
-change in machine load hits both. Reported: each side's median, the ratio of the medians
-(the verdict) and, as a check, the median of the per-round ratios. On CPU the default is
-ONE torch thread: on a small shared machine two OpenMP threads wait on each other
-whenever another process takes a core, and single calls then vary tenfold.
+Times are per call, after warm-up; the sides alternate call by call (ABBA order) so a
+change in machine load hits all of them. Reported: each side's median, the ratio of the
+medians (the verdict) and, as a check, the median of the per-round ratios. On CPU the
+default is ONE torch thread: on a small shared machine two OpenMP threads wait on each
+other whenever another process takes a core, and single calls then vary tenfold. On CUDA,
+``--graphs`` captures each training step in a CUDA graph (as the engine will) and
+replays it; ``--bf16`` runs under bf16 autocast, ``--channels-last`` converts models and
+inputs.
 
     python bench/bench_models.py                      # CPU, width 0.25, batch 64 of 3x64x64
-    python bench/bench_models.py --device cuda --width 1 --batch 128
+    python bench/bench_models.py --device cuda --width 1 --batch 256 --bf16 --channels-last --graphs
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from decathlon.benchmark.hparams import hparams
 from decathlon.methods import METHODS
-from bench_common import FixedDecisions, backbone_state, machine_info, synchronize
+from bench_common import (FixedDecisions, backbone_state, cuda_graphed, machine_info,
+                          synchronize, training_step)
 from decathlon.models import SpotTuneNet, resnet26
+from decathlon.models.routing import FOLDED_DEVICES, routing_pays
 
-TRAIN_TARGET = 2.3      # spottune / finetune step time, at most
-ROUTED_TARGET = 0.7     # routed / dense inference time, at most
+TRAIN_TARGET = 2.0      # spottune / finetune step time, at most
+ROUTED_TARGET = 0.6     # routed / dense inference time, at most
 DOMAIN = "cifar100"     # any domain: hparams are the cpu_demo preset's, width overridden
 NUM_CLASSES = 100
 
@@ -71,75 +83,120 @@ def summary(times: list) -> dict:
 
 
 def compare(times: dict, baseline: str, method: str, per_round: int, target: float) -> dict:
-    """Summaries of both sides, the ratio of their medians and its verdict."""
+    """Summaries of every side, the ratio of the medians of `method` over `baseline` and its
+    verdict, and each other side's ratio over the baseline."""
+    def ratio_of(name):
+        return statistics.median(times[name]) / statistics.median(times[baseline])
     rounds = [statistics.median(times[method][k:k + per_round]) / statistics.median(times[baseline][k:k + per_round])
               for k in range(0, len(times[method]), per_round)]
-    ratio = statistics.median(times[method]) / statistics.median(times[baseline])
-    return {baseline: summary(times[baseline]), method: summary(times[method]), "ratio": ratio,
+    ratio = ratio_of(method)
+    return {**{name: summary(t) for name, t in times.items()}, "ratio": ratio,
             "ratio_per_round_median": statistics.median(rounds), "target": target,
-            "verdict": verdict(ratio, target)}
+            "verdict": verdict(ratio, target),
+            "other_ratios": {name: ratio_of(name) for name in times if name not in (baseline, method)}}
 
 
 def verdict(ratio: float, target: float) -> str:
     return "PASS" if ratio <= target else "MISS"
 
 
-def bench_training(args, device: torch.device) -> dict:
-    state = backbone_state(args.width)
-    methods = {}
-    for name in ("finetune", "spottune"):
-        torch.manual_seed(0)
-        params = hparams(name, DOMAIN, "cpu_demo", {"width": args.width})
-        methods[name] = METHODS[name](NUM_CLASSES, params, state).to(device)
-    generator = torch.Generator().manual_seed(1)
+def precision(args, device: torch.device):
+    """The autocast context the timed calls run in (bf16 with --bf16)."""
+    if args.bf16:
+        # No autocast weight cache: a CUDA graph would replay casts into freed cache memory.
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+    return contextlib.nullcontext
+
+
+def prepared(module, args, device: torch.device):
+    module = module.to(device)
+    return module.to(memory_format=torch.channels_last) if args.channels_last else module
+
+
+def batch(args, device: torch.device, seed: int) -> tuple:
+    generator = torch.Generator().manual_seed(seed)
     x = torch.randn(args.batch, 3, args.size, args.size, generator=generator).to(device)
     y = torch.randint(0, NUM_CLASSES, (args.batch,), generator=generator).to(device)
-    times = interleaved({name: (lambda m=m: m.update(x, y)) for name, m in methods.items()},
-                        device, args.warmup, args.rounds, args.steps)
+    return (x.contiguous(memory_format=torch.channels_last) if args.channels_last else x), y
+
+
+def bench_training(args, device: torch.device) -> dict:
+    state = backbone_state(args.width)
+    x, y = batch(args, device, seed=1)
+    sides = {}
+    for side in ("finetune", "spottune", "spottune_unfused"):
+        name = side.removesuffix("_unfused")
+        torch.manual_seed(0)
+        params = hparams(name, DOMAIN, "cpu_demo", {"width": args.width})
+        method = prepared(METHODS[name](NUM_CLASSES, params, state), args, device)
+        method.autocast = precision(args, device)
+        if side.endswith("_unfused"):
+            method.net.spottune.fused = False
+        step = partial(training_step, method, x, y)
+        sides[side] = cuda_graphed(step) if args.graphs else step
+    times = interleaved(sides, device, args.warmup, args.rounds, args.steps)
     return compare(times, "finetune", "spottune", args.steps, TRAIN_TARGET)
 
 
 def half_tuned_net(args, device: torch.device) -> tuple:
     """An eval-mode SpotTuneNet with one domain whose fine-tuned blocks differ from the
-    frozen ones, and a fixed Bernoulli(0.5) decision matrix for the batch."""
+    frozen ones; its policy network runs, then a fixed Bernoulli(0.5) decision matrix
+    stands in for the policy's decisions."""
     torch.manual_seed(0)
     net = SpotTuneNet(resnet26(NUM_CLASSES, args.width))
     net.add_domain(DOMAIN, NUM_CLASSES)
     with torch.no_grad():
         for parameter in net.domains[DOMAIN].tuned_blocks.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    net = net.to(device).eval()
+    net = prepared(net, args, device).eval()
     generator = torch.Generator().manual_seed(2)
     decisions = torch.bernoulli(torch.full((args.batch, net.num_blocks), 0.5), generator=generator)
-    net.decisions = FixedDecisions(decisions.to(device))  # instance attribute: this net only
-    x = torch.randn(args.batch, 3, args.size, args.size, generator=generator).to(device)
+    net.decisions = FixedDecisions(decisions.to(device), policy=net.decisions)  # this net only
+    x, _ = batch(args, device, seed=3)
     return net, x, decisions
 
 
 @torch.no_grad()
 def bench_inference(args, device: torch.device) -> dict:
+    """Dense against routed (the default implementation for this device), with the other
+    routed implementation (BN layers folded or not) timed beside them."""
     net, x, decisions = half_tuned_net(args, device)
-    routed_logits, _ = net(x, DOMAIN, "argmax", routed=True)
-    dense_logits, _ = net(x, DOMAIN, "argmax", routed=False)
-    max_diff = float((routed_logits - dense_logits).abs().max())
-    tolerance = 1e-4 if device.type == "cpu" else 1e-2   # CUDA convolutions may use TF32
-    if not torch.allclose(routed_logits, dense_logits, atol=tolerance, rtol=tolerance):
-        raise SystemExit(f"routed and dense outputs differ (max |diff| {max_diff:.2e})")
-    times = interleaved({"dense": lambda: net(x, DOMAIN, "argmax", routed=False),
-                         "routed": lambda: net(x, DOMAIN, "argmax", routed=True)},
-                        device, args.warmup, args.rounds, args.steps)
+    folded = device.type in FOLDED_DEVICES
+    other = "routed_modules" if folded else "routed_folded"
+    autocast = precision(args, device)
+
+    def forward(routed, fold=None):
+        def run():
+            net.fold_routed = fold
+            with autocast():
+                return net(x, DOMAIN, "argmax", routed=routed)
+        return run
+
+    dense_logits, _ = net(x, DOMAIN, "argmax", routed=False)   # agreement, in float32
+    scale, max_diff = float(dense_logits.abs().max()), 0.0
+    for fold in (False, True):
+        net.fold_routed = fold
+        routed_logits, _ = net(x, DOMAIN, "argmax", routed=True)
+        max_diff = max(max_diff, float((routed_logits - dense_logits).abs().max()))
+    tolerance = (1e-5 if device.type == "cpu" else 1e-2) * max(scale, 1.0)   # CUDA convolutions may use TF32
+    if max_diff > tolerance:
+        raise SystemExit(f"routed and dense outputs differ (max |diff| {max_diff:.2e}, logits up to {scale:.2e})")
+    sides = {"dense": forward(False), "routed": forward(True), other: forward(True, not folded)}
+    times = interleaved(sides, device, args.warmup, args.rounds, args.steps)
     return {**compare(times, "dense", "routed", args.steps, ROUTED_TARGET),
-            "fraction_tuned": float(decisions.mean()), "max_abs_diff": max_diff}
+            "routed_implementation": "folded" if folded else "modules", "fraction_tuned": float(decisions.mean()),
+            "max_abs_diff": max_diff, "auto_picks": "routed" if routing_pays(x) else "dense"}
 
 
 def markdown(report: dict) -> str:
     m, c = report["machine"], report["config"]
+    options = ", ".join(k for k in ("bf16", "channels_last", "graphs") if c[k]) or "float32"
     lines = [f"# Model benchmark ({m['device']})", "",
              f"{m['date']}; {m['device_name']}; torch {m['torch']}; {m['cpu_count']} CPUs, "
              f"{m['torch_threads']} torch threads; load average (1 min) "
              f"{m.get('load_average_1m_before', float('nan')):.2f} before, "
              f"{m.get('load_average_1m_after', float('nan')):.2f} after.", "",
-             f"ResNet-26 width {c['width']}, batch {c['batch']} of 3x{c['size']}x{c['size']}; "
+             f"ResNet-26 width {c['width']}, batch {c['batch']} of 3x{c['size']}x{c['size']}, {options}; "
              f"{c['warmup']} warm-up calls, then {c['rounds']} alternating rounds of {c['steps']} "
              f"timed call(s) per side; medians, ratio of the medians (per-round median ratio in brackets).", "",
              "| comparison | baseline (ms) | method (ms) | ratio | target | |",
@@ -148,10 +205,16 @@ def markdown(report: dict) -> str:
     if t:
         lines.append(f"| training step: spottune / finetune | {t['finetune']['median_ms']:.1f} | "
                      f"{t['spottune']['median_ms']:.1f} | {t['ratio']:.2f}x ({t['ratio_per_round_median']:.2f}x) | <= {t['target']}x | {t['verdict']} |")
+        lines.append(f"| training step: spottune_unfused / finetune | {t['finetune']['median_ms']:.1f} | "
+                     f"{t['spottune_unfused']['median_ms']:.1f} | {t['other_ratios']['spottune_unfused']:.2f}x | | |")
     if i:
-        lines.append(f"| inference: routed / dense ({100 * i['fraction_tuned']:.0f}% tuned) | "
+        other = next(name for name in i["other_ratios"])
+        lines.append(f"| inference: routed ({i['routed_implementation']}) / dense, {100 * i['fraction_tuned']:.0f}% tuned, "
+                     f"policy included; routed=None picks {i['auto_picks']} | "
                      f"{i['dense']['median_ms']:.1f} | {i['routed']['median_ms']:.1f} | "
                      f"{i['ratio']:.2f}x ({i['ratio_per_round_median']:.2f}x) | <= {i['target']}x | {i['verdict']} |")
+        lines.append(f"| inference: {other} / dense | {i['dense']['median_ms']:.1f} | {i[other]['median_ms']:.1f} | "
+                     f"{i['other_ratios'][other]:.2f}x | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -166,27 +229,38 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=1, help="timed calls per side and round")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: 1 on CPU, see above; torch's elsewhere)")
+    parser.add_argument("--bf16", action="store_true", help="time under bf16 autocast")
+    parser.add_argument("--channels-last", action="store_true", help="channels_last models and inputs")
+    parser.add_argument("--graphs", action="store_true", help="CUDA: replay each training step as a CUDA graph")
     parser.add_argument("--only", choices=("training", "inference"), default=None)
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path (default results/bench/models_<device type>.json; a .md goes beside it)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.graphs and device.type != "cuda":
+        parser.error("--graphs needs --device cuda")
     threads = args.threads or (1 if device.type == "cpu" else None)
     if threads:
         torch.set_num_threads(threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     report = {"machine": machine_info(device),
-              "config": {k: getattr(args, k) for k in ("width", "batch", "size", "warmup", "rounds", "steps")}}
+              "config": {k: getattr(args, k) for k in ("width", "batch", "size", "warmup", "rounds", "steps",
+                                                       "bf16", "channels_last", "graphs")}}
     if args.only in (None, "training"):
         report["training"] = t = bench_training(args, device)
         print(f"training step  finetune {t['finetune']['median_ms']:8.1f} ms  spottune "
               f"{t['spottune']['median_ms']:8.1f} ms  ratio {t['ratio']:.2f}x [per round {t['ratio_per_round_median']:.2f}x] "
-              f"(target <= {TRAIN_TARGET}x) {t['verdict']}")
+              f"(target <= {TRAIN_TARGET}x) {t['verdict']}  [unfused {t['spottune_unfused']['median_ms']:.1f} ms, "
+              f"{t['other_ratios']['spottune_unfused']:.2f}x]")
     if args.only in (None, "inference"):
         report["inference"] = i = bench_inference(args, device)
+        other = next(name for name in i["other_ratios"])
         print(f"inference      dense    {i['dense']['median_ms']:8.1f} ms  routed   "
               f"{i['routed']['median_ms']:8.1f} ms  ratio {i['ratio']:.2f}x [per round {i['ratio_per_round_median']:.2f}x] "
-              f"(target <= {ROUTED_TARGET}x) {i['verdict']}  "
-              f"[{100 * i['fraction_tuned']:.0f}% tuned, max |diff| {i['max_abs_diff']:.1e}]")
+              f"(target <= {ROUTED_TARGET}x) {i['verdict']}  [{i['routed_implementation']}; {other} "
+              f"{i[other]['median_ms']:.1f} ms, {i['other_ratios'][other]:.2f}x; {100 * i['fraction_tuned']:.0f}% tuned, "
+              f"max |diff| {i['max_abs_diff']:.1e}; routed=None picks {i['auto_picks']} here]")
     if hasattr(os, "getloadavg"):
         report["machine"]["load_average_1m_after"] = os.getloadavg()[0]
     out = args.out or Path("results/bench") / f"models_{device.type}.json"

@@ -107,12 +107,15 @@ class BasicBlock(nn.Module):
         """The block's two BN layers, in the order ``forward(norms=...)`` takes them."""
         return self.conv_bn1.bn, self.conv_bn2.bn
 
-    def forward(self, x: torch.Tensor,
-                norms: Sequence[nn.Module] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, norms: Sequence[nn.Module] | None = None,
+                add_shortcut: bool = True) -> torch.Tensor:
+        """The block; ``norms`` replaces its BN layers. ``add_shortcut=False`` returns the
+        residual branch before the shortcut is added and the last ReLU applied (SpotTune's
+        routed inference adds the shortcut once for the images of both branches)."""
         bn1, bn2 = norms if norms is not None else (None, None)
         y = F.relu(self.conv_bn1(x, bn1))
         y = self.conv_bn2(y, bn2)
-        return F.relu(y + self.shortcut(x))
+        return F.relu(y + self.shortcut(x)) if add_shortcut else y
 
 
 def pool_features(x: torch.Tensor, head_bn: nn.Module) -> torch.Tensor:

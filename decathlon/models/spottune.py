@@ -11,11 +11,14 @@ blocks' BN layers, of the head BN, plus its fine-tuned blocks, policy and classi
 The frozen path runs the shared convolutions with the domain's BNs
 (``BasicBlock.forward(x, norms=...)``), so the backbone itself is never modified.
 
-Training computes both branches of every block (dense). In evaluation with hard
-decisions and no gradient to the decisions, forward is ROUTED by default: each block
-runs only the branch each image takes (see ``RoutingPlan``: one device synchronisation
-per forward, at most one gather per block, the batch order restored on the logits).
-Routed and dense outputs agree up to floating point error.
+Training computes both branches of every block (dense), by default as one fused block
+(``fused=True``, see ``decathlon.models.fused``; ``fused=False`` keeps the arithmetic of
+two separate blocks mixed by the decisions). In evaluation with hard decisions and no
+gradient to the decisions, forward is ROUTED where ``routing_pays`` (every batch on a
+CPU, batches of 128 or more on a GPU): each block runs only the branch each image takes
+(see ``RoutingPlan``: one device synchronisation per forward, at most one gather per
+block, the batch order restored on the logits). Routed and dense outputs agree up to
+floating point error.
 
 Files: ``shared_state_dict()`` once (backbone, and the policy trunk if shared), then one
 ``domain_state_dict(name)`` per domain, which describes itself (classes, policy kind,
@@ -24,15 +27,16 @@ stored fine-tuned blocks), so ``load_domain_state_dict`` can rebuild the domain.
 from __future__ import annotations
 
 import copy
-from functools import partial
 
 import torch
 from torch import nn
 
+from decathlon.models.fused import two_branch_block
 from decathlon.models.policy import (DECISION_MODES, GUMBEL_TEMPERATURE, GlobalPolicy,
                                      PolicyHead, PolicyNet, decide, policy_trunk)
 from decathlon.models.resnet import ResNet, pool_features
-from decathlon.models.routing import RoutingPlan
+from decathlon.models.routing import (FOLDED_DEVICES, RoutingPlan, residual_functions,
+                                      routing_pays)
 
 POLICY_KINDS = ("per_domain", "shared_trunk", "global")
 # Policy-free modes: all frozen, all fine-tuned, and the paper's random-policy ablation.
@@ -102,11 +106,17 @@ class SpotTuneNet(nn.Module):
     ``policy``: 'per_domain' (a policy network per domain, the paper), 'shared_trunk'
     (one policy trunk, a head per domain) or 'global' (SpotTune-Global: a learned
     logit table per domain, no network). ``policy_width`` defaults to the backbone's.
+    ``fused``: the two branches of a block as one fused block in training and dense
+    forwards (``decathlon.models.fused``); False runs today's two blocks and mix.
+    ``fold_routed``: routed forwards without gradient fold the BN layers into the
+    convolutions (None: on the device types in ``routing.FOLDED_DEVICES``).
+    Neither changes a state_dict key; both are plain attributes, settable later.
     """
 
     def __init__(self, backbone: ResNet, policy: str = "per_domain",
                  policy_width: float | None = None,
-                 temperature: float = GUMBEL_TEMPERATURE):
+                 temperature: float = GUMBEL_TEMPERATURE, fused: bool = True,
+                 fold_routed: bool | None = None):
         super().__init__()
         if policy not in POLICY_KINDS:
             raise ValueError(f"policy must be one of {POLICY_KINDS}, got {policy!r}")
@@ -116,6 +126,8 @@ class SpotTuneNet(nn.Module):
         self.policy_kind = policy
         self.policy_width = backbone.width if policy_width is None else policy_width
         self.temperature = temperature
+        self.fused = fused
+        self.fold_routed = fold_routed
         self.policy_trunk = policy_trunk(self.policy_width) if policy == "shared_trunk" else None
         self.domains = nn.ModuleDict()
 
@@ -165,30 +177,45 @@ class SpotTuneNet(nn.Module):
                 routed: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (logits, decisions). ``mode`` defaults to 'gumbel' in training and
         'argmax' in evaluation; ``routed`` defaults to True whenever it is valid
-        (evaluation mode, decisions carrying no gradient)."""
+        (evaluation mode, decisions carrying no gradient) and ``routing_pays`` for the
+        batch (by device type and batch size, see ``decathlon.models.routing``)."""
         branch = self.domains[domain]
         mode = mode or ("gumbel" if self.training else "argmax")
         decisions = self.decisions(x, domain, mode)
         routable = not self.training and not decisions.requires_grad
         if routed is None:
-            routed = routable
+            routed = routable and routing_pays(x)
         elif routed and not routable:
             raise ValueError("routed forward needs eval mode and decisions without gradient")
         tuned_blocks = [branch.tuned_block(i) for i in range(self.num_blocks)]
-        plan = RoutingPlan(decisions, [t is not None for t in tuned_blocks]) if routed else None
+        if routed:
+            return self._routed(x, branch, decisions, tuned_blocks), decisions
         h = branch.stem(x)
         for index, (frozen_block, tuned) in enumerate(zip(self.backbone.blocks, tuned_blocks)):
-            frozen = partial(frozen_block, norms=branch.frozen_norms[index])
+            norms = branch.frozen_norms[index]
             if tuned is None:
-                h = frozen(h)
-            elif routed:
-                h = plan.run(index, h, tuned, frozen)
+                h = frozen_block(h, norms=norms)
+            elif self.fused:
+                h = two_branch_block(h, frozen_block, norms, tuned, decisions[:, index])
             else:
-                tuned_out, frozen_out = tuned(h), frozen(h)
+                tuned_out, frozen_out = tuned(h), frozen_block(h, norms=norms)
                 a = decisions[:, index].view(-1, 1, 1, 1).to(tuned_out.dtype)
                 h = a * tuned_out + (1 - a) * frozen_out
-        logits = branch.classifier(pool_features(h, branch.head_bn))
-        return (plan.restore(logits) if routed else logits), decisions
+        return branch.classifier(pool_features(h, branch.head_bn)), decisions
+
+    def _routed(self, x: torch.Tensor, branch: DomainBranch, decisions: torch.Tensor,
+                tuned_blocks: list) -> torch.Tensor:
+        """Logits of a routed forward (see ``RoutingPlan``), BN layers folded where
+        ``fold_routed`` says (None: on ``FOLDED_DEVICES``) and gradients are off."""
+        plan = RoutingPlan(decisions, [t is not None for t in tuned_blocks])
+        fold = x.device.type in FOLDED_DEVICES if self.fold_routed is None else self.fold_routed
+        folded = fold and not torch.is_grad_enabled()
+        functions = residual_functions(plan, self.backbone.blocks, branch.frozen_norms,
+                                       tuned_blocks, folded)
+        h = branch.stem(x)
+        for index, (block, (frozen, tuned)) in enumerate(zip(self.backbone.blocks, functions)):
+            h = plan.run(index, h, tuned, frozen, block.shortcut)
+        return plan.restore(branch.classifier(pool_features(h, branch.head_bn)))
 
     def prune_unused_blocks(self, domain: str, keep=None) -> list[int]:
         """Drop the fine-tuned blocks the domain never uses; returns those kept.
