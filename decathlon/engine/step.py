@@ -33,11 +33,15 @@ WARMUP_STEPS = 3
 
 def configure_precision(method, precision: str, device: torch.device) -> None:
     """bf16: autocast to bfloat16 on `device`; fp32: plain float32 (TF32 matmuls and
-    convolutions allowed on CUDA). Sets `method.autocast`, which update/predict enter."""
+    convolutions allowed on CUDA). Sets `method.autocast`, which update/predict enter.
+
+    Autocast's weight cache stays off: inside a captured CUDA graph the cached bf16 copies
+    are freed when the context exits, and every replay would read freed memory (the
+    PyTorch CUDA-graph notes ask for cache_enabled=False)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     if precision == "bf16":
-        method.autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16)
+        method.autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16, cache_enabled=False)
     else:
         method.autocast = contextlib.nullcontext
         if device.type == "cuda":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -15,7 +16,9 @@ DOMAIN_FILE = "spottune_domain.pt"   # what one domain ships beside the shared b
 class _OneDomain(nn.Module):
     """forward(x) -> logits for one domain of a SpotTuneNet (what DDP wraps).
 
-    The decisions of the last forward are kept for the budget loss and policy usage."""
+    The decisions of the last forward are kept for the budget loss and policy usage; a
+    training step takes them (`take_decisions`) and leaves only a detached copy, so no
+    autograd graph outlives its step (a CUDA-graph replay must not find one)."""
 
     def __init__(self, spottune: SpotTuneNet, domain: str, train_mode: str, eval_mode: str):
         super().__init__()
@@ -31,6 +34,12 @@ class _OneDomain(nn.Module):
         mode = self.train_mode if self.training else self.eval_mode
         logits, self.last_decisions = self.spottune(x, self.domain, mode)
         return logits
+
+    def take_decisions(self) -> torch.Tensor:
+        """The last forward's decisions (with their gradient); a detached copy stays."""
+        decisions = self.last_decisions
+        self.last_decisions = decisions.detach()
+        return decisions
 
 
 class SpotTune(Method):
@@ -54,6 +63,11 @@ class SpotTune(Method):
         network = decay_groups(groups["network"], self.hparams["lr"], self.hparams)
         return network + [{"params": groups["policy"], "lr": self.hparams["policy_lr"],
                            "weight_decay": self.hparams["policy_weight_decay"]}]
+
+    def training_loss(self, x, y):
+        logits = self.train_net(x)
+        self.net.take_decisions()
+        return F.cross_entropy(logits, y), {}
 
     def eval_policies(self) -> tuple:
         return tuple(dict.fromkeys((self.hparams["eval_policy"], "argmax", "sample")))
@@ -82,7 +96,7 @@ class SpotTuneGlobal(SpotTune):
 
     def training_loss(self, x, y):
         logits = self.train_net(x)
-        budget = budget_loss(self.net.last_decisions, self.hparams["budget_blocks"],
+        budget = budget_loss(self.net.take_decisions(), self.hparams["budget_blocks"],
                              self.hparams["budget_weight"], self.hparams["entropy_weight"])
         ce = F.cross_entropy(logits, y)
         return ce + budget, {"budget_loss": budget.detach()}
