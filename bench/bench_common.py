@@ -35,7 +35,7 @@ class FixedDecisions:
         self.matrix = matrix
         self.policy = policy
 
-    def __call__(self, x, domain, mode):
+    def __call__(self, x, domain, mode, policy_logits=None):
         if self.policy is not None:
             self.policy(x, domain, mode)
         return self.matrix

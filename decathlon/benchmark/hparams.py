@@ -63,7 +63,7 @@ _EVAL_POLICY = {"cpu_demo": "argmax", "spottune_paper": "sample", "spottune_inte
                 "adapters_paper": "argmax"}
 
 _SPOTTUNE_COMMON = dict(policy_lr=0.01, policy_weight_decay=1e-3, temperature=5.0,
-                        policy="per_domain", eval_policy=None, sample_draws=1, sample_seed=0)
+                        policy="per_domain", trunk_bn="per_domain", eval_policy=None, sample_draws=1, sample_seed=0)
 _METHOD = {
     "scratch": {},
     "finetune": {},
@@ -78,7 +78,12 @@ _METHOD = {
                             budget_weight=1.0, entropy_weight=0.1),
     # The random ablation needs no policy network: the tiny global table stands unused.
     "random_policy": dict(_SPOTTUNE_COMMON, policy="global", eval_policy="random"),
+    # One model over all the run's domains: a policy trunk shared by every domain (its BN
+    # layers per domain, see the README), each training step one domain's batch.
+    "spottune_joint": dict(_SPOTTUNE_COMMON, policy="shared_trunk", joint_domains_per_step=1),
 }
+# What may differ between the domains of one multi-domain job (the optimizer's per-group values).
+PER_DOMAIN_KEYS = ("lr", "weight_decay", "weight_decay_3x3", "weight_decay_1x1")
 
 _PAPER_PRETRAIN = dict(_OPTIONS, width=1.0, batch_size=256, epochs=60, lr=0.1, momentum=0.9,
                        lr_milestones=[30, 45], lr_gamma=0.1, weight_decay=5e-4, augmentation="adapters",
@@ -115,6 +120,26 @@ def hparams(method: str, domain: str, preset: str = "cpu_demo", overrides: dict 
         values["eval_policy"] = _EVAL_POLICY[preset]
     values.update(_PER_DOMAIN[preset].get(domain, {}))
     return _check_values(_apply(values, overrides, f"{method} on {domain}"))
+
+
+def joint_hparams(method: str, domains, preset: str = "cpu_demo", overrides: dict | None = None) -> dict:
+    """The hyperparameters of one multi-domain job: those of its first domain, and under
+    'per_domain' what each domain sets otherwise (only PER_DOMAIN_KEYS may differ)."""
+    domains = tuple(domains)
+    if not domains:
+        raise ValueError(f"a {method} job needs at least one domain")
+    each = {domain: hparams(method, domain, preset, overrides) for domain in domains}
+    common = dict(each[domains[0]])
+    per_domain = {}
+    for domain, values in each.items():
+        differs = {key: value for key, value in values.items() if value != common[key]}
+        fixed = sorted(set(differs) - set(PER_DOMAIN_KEYS))
+        if fixed:
+            raise ValueError(f"{method}: hyperparameter(s) {', '.join(fixed)} of {domain} differ from "
+                             f"{domains[0]}'s; one joint job needs them equal (only {', '.join(PER_DOMAIN_KEYS)} "
+                             "may differ per domain)")
+        per_domain[domain] = differs
+    return {**common, "per_domain": per_domain}
 
 
 def preset_protocol(preset: str) -> str:

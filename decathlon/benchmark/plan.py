@@ -18,7 +18,7 @@ from pathlib import Path
 
 from decathlon.data.domains import SOURCE_DOMAIN, TARGET_DOMAINS
 from decathlon.engine.trainer import JobSpec
-from decathlon.benchmark.hparams import hparams, preset_protocol, pretrain_hparams
+from decathlon.benchmark.hparams import hparams, joint_hparams, preset_protocol, pretrain_hparams
 from decathlon.data.manifest import read_manifest, split_entry
 from decathlon.methods import METHODS
 
@@ -68,21 +68,31 @@ def pretrain_folder(config: BenchmarkConfig) -> Path:
 
 
 def plan_jobs(config: BenchmarkConfig, backbone: Path) -> list:
-    """Every (method, domain, seed) job of the run, in a fixed order."""
+    """Every job of the run, in a fixed order: one per (method, domain, seed), or for a
+    multi-domain method (spottune_joint) one per seed over all the run's domains."""
     group = Path(config.out) / "jobs" / (f"{config.preset}-{config.protocol}{_override_tag(config.overrides)}"
                                          f"{_backbone_tag(config)}")
     jobs = []
     for seed in range(config.seeds):
         for method in config.methods:
-            for domain in config.domains:
-                overrides = _known(config.overrides, method, domain, config.preset)
-                hp = hparams(method, domain, config.preset, overrides)
-                jobs.append(JobSpec(method, domain, config.data, str(group / method / domain / f"seed{seed}"), hp,
+            joint = METHODS[method].multi_domain
+            for domains in ([config.domains] if joint else [(d,) for d in config.domains]):
+                overrides = _known(config.overrides, method, domains[0], config.preset)
+                hp = (joint_hparams(method, domains, config.preset, overrides) if joint
+                      else hparams(method, domains[0], config.preset, overrides))
+                label = domain_label(domains)
+                jobs.append(JobSpec(method, label, config.data, str(group / method / label / f"seed{seed}"), hp,
                                     protocol=config.protocol, seed=seed, backbone=str(backbone),
                                     device=config.device, compile=config.compile, progress=config.progress,
                                     resume=True, data_parallel=False, cuda_graphs=config.cuda_graphs,
-                                    run_dir=config.out, extra=job_extra(config.preset, overrides)))
+                                    run_dir=config.out, domains=domains if joint else (),
+                                    extra=job_extra(config.preset, overrides)))
     return jobs
+
+
+def domain_label(domains) -> str:
+    """A job's domain field and folder name: the domain, or 'a+b+...' for a joint job."""
+    return "+".join(domains)
 
 
 def job_extra(preset: str, overrides: dict) -> dict:

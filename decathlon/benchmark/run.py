@@ -30,9 +30,13 @@ from decathlon.benchmark.plan import (BenchmarkConfig, check_data, check_overrid
                                       plan_jobs, pretrain_folder, pretrain_overrides)
 from decathlon.data.domains import SOURCE_DOMAIN
 from decathlon.engine import distributed
-from decathlon.engine.checkpoint import load_backbone
+from decathlon.engine.assemble import assemble_spottune, model_info
+from decathlon.engine.checkpoint import load_backbone, save_atomic
 from decathlon.engine.pretrain import BACKBONE_FILE, evaluate_backbone, pretrain
 from decathlon.engine.trainer import run_job
+from decathlon.methods import get_method
+from decathlon.methods.spottune import SpotTune
+from decathlon.models import MODEL_FILE
 
 LARGE_GPU_GIB = 40   # a GPU with this much memory or more takes DEFAULT_LARGE_GPU_JOBS jobs at once
 DEFAULT_LARGE_GPU_JOBS = 4
@@ -60,7 +64,26 @@ def run_benchmark(config: BenchmarkConfig) -> list:
     desc = f"jobs (rank {ctx.rank})" if ctx.distributed else "jobs"
     run_jobs(pending, per_device, threads, desc, config.progress)
     distributed.barrier(ctx)
+    if ctx.is_main:
+        export_models(jobs, Path(config.out) / "models")
     return [Path(spec.out) for spec in jobs]
+
+
+def export_models(jobs: list, folder: Path) -> list:
+    """One model file per finished per-domain SpotTune method and seed of the run
+    (<folder>/<method>-seed<k>/spottune_multidomain.pt), as a spottune_joint job writes its
+    own; written once, skipped while a domain's job is unfinished."""
+    written, groups = [], {}
+    for spec in jobs:
+        if issubclass(get_method(spec.method), SpotTune) and not spec.domains:
+            groups.setdefault((spec.method, spec.seed), []).append(Path(spec.out))
+    for (method, seed), folders in groups.items():
+        path = folder / f"{method}-seed{seed}" / MODEL_FILE
+        if path.is_file() or not all((job / "done").is_file() for job in folders):
+            continue
+        save_atomic(assemble_spottune(folders).checkpoint(**model_info(folders)), path)
+        written.append(path)
+    return written
 
 
 def _backbone(config: BenchmarkConfig, manifest: dict, ctx) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-COMMANDS = ("pretrain", "train", "score", "collect", "import-backbone", "import-spottune")
+COMMANDS = ("pretrain", "train", "collect", "score", "assemble", "predict", "import-backbone", "import-spottune")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,7 @@
 """Train one method on one domain from the pretrained backbone, then evaluate it.
 
+A multi-domain method (spottune_joint) takes several domains, comma-separated, in one job.
+
 Writes the job folder: record.jsonl (one line per epoch), checkpoint.pt (each epoch,
 atomically), predictions_<split>.npz, final.json and a `done` marker. An interrupted
 job continues with --resume. Runs data-parallel under torchrun.
@@ -45,7 +47,8 @@ def add_arguments(parser) -> None:
     from decathlon.methods import METHODS
 
     parser.add_argument("--method", required=True, choices=list(METHODS))
-    parser.add_argument("--domain", required=True, choices=DOMAIN_NAMES)
+    parser.add_argument("--domain", required=True, metavar="DOMAIN[,DOMAIN...]",
+                        help=f"one of {', '.join(DOMAIN_NAMES)}; several for spottune_joint")
     parser.add_argument("--backbone", help="pretrained backbone.pt (from `python -m decathlon pretrain`)")
     parser.add_argument("--protocol", choices=("train", "trainval"),
                         help="fit on train (score val and test) or on train+val (score test); default: the "
@@ -68,21 +71,30 @@ def run_guarded(job) -> int:
 
 
 def run(args) -> int:
-    from decathlon.benchmark.hparams import hparams, preset_protocol
-    from decathlon.benchmark.plan import job_extra
+    from decathlon.benchmark.hparams import hparams, joint_hparams, preset_protocol
+    from decathlon.benchmark.plan import domain_label, job_extra
+    from decathlon.data.domains import parse_domains
     from decathlon.engine.trainer import JobSpec, run_job
+    from decathlon.methods import get_method
 
     def job():
         overrides = overrides_from(args)
-        hp = hparams(args.method, args.domain, args.preset, overrides)
-        final = run_job(JobSpec(args.method, args.domain, args.data, args.out, hp,
+        domains = parse_domains(args.domain)
+        joint = get_method(args.method).multi_domain
+        if len(domains) > 1 and not joint:
+            raise ValueError(f"method {args.method!r} trains one domain per job; got --domain {args.domain}")
+        hp = (joint_hparams(args.method, domains, args.preset, overrides) if joint
+              else hparams(args.method, domains[0], args.preset, overrides))
+        final = run_job(JobSpec(args.method, domain_label(domains), args.data, args.out, hp,
                                 protocol=args.protocol or preset_protocol(args.preset), seed=args.seed,
                                 backbone=args.backbone, device=args.device, compile=args.compile,
                                 progress=not args.no_progress, resume=args.resume,
                                 cuda_graphs=False if args.no_cuda_graphs else None,
-                                extra=job_extra(args.preset, overrides)))
-        for split, result in final["splits"].items():
-            if result["accuracy"] is not None:
-                print(f"{args.method} on {args.domain}: {split} accuracy {100 * result['accuracy']:.2f}%")
+                                domains=domains if joint else (), extra=job_extra(args.preset, overrides)))
+        for evaluation in final["evaluations"][::len(final["evaluations"]) // len(domains)]:
+            for split, result in evaluation["splits"].items():
+                if result["accuracy"] is not None:
+                    print(f"{args.method} on {evaluation['domain']}: {split} accuracy "
+                          f"{100 * result['accuracy']:.2f}% (eval {evaluation['eval_policy']})")
 
     return run_guarded(job)

@@ -43,6 +43,24 @@ def _job_settings(folder: Path) -> tuple[Path, str, dict]:
     return record_path, domain, settings
 
 
+def model_info(job_dirs) -> dict:
+    """What a model file assembled from `job_dirs` records: the method and the augmentation
+    its domains were trained with (imported jobs: the public SpotTune code's)."""
+    methods, augmentations = set(), set()
+    for folder in map(Path, job_dirs):
+        if (folder / "final.json").is_file():
+            spec = json.loads((folder / "final.json").read_text())["spec"]
+            methods.add(spec["method"])
+            augmentations.add(spec["hparams"]["augmentation"])
+        else:
+            methods.add("spottune (imported)")
+            augmentations.add("spottune")
+    if len(augmentations) > 1:
+        raise CheckpointError(f"the jobs were trained with different augmentations ({', '.join(sorted(augmentations))})")
+    return {"method": " + ".join(sorted(methods)), "augmentation": augmentations.pop() if augmentations else "spottune",
+            "assembled_from": [str(Path(folder)) for folder in job_dirs]}
+
+
 def assemble_spottune(job_dirs) -> SpotTuneNet:
     """The SpotTuneNet of the finished SpotTune-variant jobs in `job_dirs` (one per domain,
     all trained on the same backbone with the same width and policy kind)."""

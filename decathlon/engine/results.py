@@ -2,10 +2,12 @@
 
 final.json (format 2) holds the job's spec (hyperparameters included), whether the data
 was synthetic, the backbone it started from, how it ran (device, step kind), the
-parameters it stores beyond the backbone, and its evaluations: one per test-time policy
-the method has (SpotTune variants: argmax and sampled decisions, the reported one
-first; other methods: one, policy null), each with a result per scored split and the
-predictions file of that split. `splits` repeats the first (reported) evaluation.
+parameters it stores beyond the backbone, and its evaluations: one per domain and
+test-time policy the method has (SpotTune variants: argmax and sampled decisions, the
+reported one first; other methods: one, policy null), each with a result per scored
+split and the predictions file of that split. A one-domain job's `splits` repeats its
+first (reported) evaluation; a multi-domain job also stores, per evaluation, the
+parameters its domain owns, and once the parameters all its domains share.
 """
 from __future__ import annotations
 
@@ -23,18 +25,20 @@ from decathlon.models import resnet26
 FINAL_FORMAT = 2
 
 
-def final_splits(spec, manifest: dict) -> list:
+def final_splits(spec, manifest: dict, domain: str) -> list:
     """Splits scored and predicted at the end: val unless trained on, and test (labelled or
     not: its predictions make the submission file)."""
     splits = [] if spec.protocol == "trainval" else ["val"]
-    if "test" in manifest["domains"][spec.domain]["splits"]:
+    if "test" in manifest["domains"][domain]["splits"]:
         splits.append("test")
     return splits
 
 
-def predictions_file(split: str, policy: str | None, reported: bool) -> str:
-    """predictions_<split>.npz for the reported policy, predictions_<split>-eval-<policy>.npz else."""
-    return f"predictions_{split}.npz" if reported else f"predictions_{split}-eval-{policy}.npz"
+def predictions_file(split: str, policy: str | None, reported: bool, domain: str | None = None) -> str:
+    """predictions_[<domain>_]<split>.npz for the reported policy, ...<split>-eval-<policy>.npz
+    for another (the domain named in multi-domain jobs only)."""
+    prefix = f"predictions_{domain}_" if domain else "predictions_"
+    return f"{prefix}{split}.npz" if reported else f"{prefix}{split}-eval-{policy}.npz"
 
 
 def backbone_record(path, checkpoint: dict | None) -> dict | None:
@@ -49,25 +53,34 @@ def finish(spec, method, eval_loaders: dict, scores: dict, ctx, manifest: dict, 
     """Evaluate with every policy (reusing the last epoch's scores of the reported policy
     where this process made them), write predictions, final.json and the done marker."""
     out, hp = Path(spec.out), spec.hparams
-    policies = method.eval_policies()
+    policies, multi = method.eval_policies(), method.multi_domain
+    stored = method.stored_parameters()
     evaluations = []
-    for policy in policies:
-        reported = policy == policies[0]
-        entries = {}
-        for split, loader in eval_loaders.items():
-            result = (scores.get(split) if reported else None) or evaluate(
-                method, loader, ctx, policy, hp.get("sample_draws", 1), hp.get("sample_seed", 0))
-            file = predictions_file(split, policy, reported)
-            entries[split] = {**result.entry(), "predictions": file}
-            if ctx.is_main:
-                np.savez(out / file, image_ids=result.image_ids, labels=result.predictions)
-        evaluations.append({"eval_policy": policy, "splits": entries})
+    for domain in spec.trained_domains:
+        view = method.domain_view(domain)
+        for policy in policies:
+            reported = policy == policies[0]
+            entries = {}
+            for (of, split), loader in eval_loaders.items():
+                if of != domain:
+                    continue
+                result = (scores.get((domain, split)) if reported else None) or evaluate(
+                    view, loader, ctx, policy, hp.get("sample_draws", 1), hp.get("sample_seed", 0))
+                file = predictions_file(split, policy, reported, domain if multi else None)
+                entries[split] = {**result.entry(), "predictions": file}
+                if ctx.is_main:
+                    np.savez(out / file, image_ids=result.image_ids, labels=result.predictions)
+            evaluation = {"domain": domain, "eval_policy": policy, "splits": entries}
+            if multi:
+                evaluation["stored_parameters"] = stored["domains"][domain]
+            evaluations.append(evaluation)
     final = {"format": FINAL_FORMAT, "spec": asdict(spec), "synthetic": manifest["synthetic"],
              "backbone": backbone_record(spec.backbone, backbone), "execution": execution,
-             "stored_parameters": method.stored_parameters(), "num_classes": method.num_classes,
+             "stored_parameters": {"shared": stored["shared"]} if multi else stored,
+             "num_classes": method.num_classes,
              # One ResNet-26 at this width without classifier: the unit of the Decathlon's #par.
              "reference_parameters": sum(p.numel() for p in resnet26(0, hp["width"]).parameters()),
-             "splits": evaluations[0]["splits"], "evaluations": evaluations}
+             "splits": {} if multi else evaluations[0]["splits"], "evaluations": evaluations}
     if ctx.is_main:
         for name, content in method.exports().items():
             save_atomic(content, out / name)

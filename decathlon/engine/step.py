@@ -11,6 +11,8 @@ replays it every step, as PyTorch's whole-network capture recipe does:
 - the graph is captured on the next batch and replayed for it, and for every later one;
 - a learning rate is baked into the captured optimizer kernels as a number, so the graph
   is captured again whenever a group's lr changes (a few times per job);
+- a joint multi-domain step has one graph per domain (its batches differ in which
+  domain's parts they train);
 - randomness inside the step (Gumbel noise, dropout) comes from PyTorch's CUDA generator,
   which is graph-safe: every replay draws new numbers; BN running statistics are updated
   in place by captured kernels.
@@ -29,6 +31,7 @@ import torch
 
 PRECISIONS = ("fp32", "bf16")
 WARMUP_STEPS = 3
+MAX_GRAPHS = 16   # batch signatures captured at most (a joint job: one per domain)
 
 
 def configure_precision(method, precision: str, device: torch.device) -> None:
@@ -50,61 +53,72 @@ def configure_precision(method, precision: str, device: torch.device) -> None:
 
 
 class EagerStep:
-    """method.update(x, y), as is."""
+    """method.update(*batch), as is."""
     kind = "eager"
 
     def __init__(self, method):
         self.method = method
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> dict:
-        return self.method.update(x, y)
+    def __call__(self, *batch) -> dict:
+        return self.method.update(*batch)
+
+
+class _Graph:
+    """One captured step: its graph, static inputs and outputs, the lrs baked into it."""
+
+    def __init__(self):
+        self.steps, self.graph, self.inputs, self.out, self.lrs = 0, None, None, None, None
 
 
 class GraphedStep:
-    """method.update(x, y) replayed from a CUDA graph (see the module docstring).
+    """method.update(*batch) replayed from CUDA graphs (see the module docstring).
 
-    The returned tensors are the graph's static outputs: consume them (e.g. add them to
-    an accumulator) before the next call overwrites them."""
+    One graph per batch signature (the tensors' shapes and any names in the batch: a
+    joint step's domains), captured after that signature's own warm-up steps; beyond
+    `max_graphs` signatures a step runs eagerly. The returned tensors are a graph's static
+    outputs: consume them (e.g. add them to an accumulator) before its next replay."""
     kind = "cuda_graph"
 
-    def __init__(self, method, warmup_steps: int = WARMUP_STEPS):
-        self.method, self.warmup_steps = method, warmup_steps
-        self.steps, self.captures = 0, 0
-        self.graph, self.pool, self.captured_lrs = None, None, None
-        self.static_x = self.static_y = self.static_out = None
+    def __init__(self, method, warmup_steps: int = WARMUP_STEPS, max_graphs: int = MAX_GRAPHS):
+        self.method, self.warmup_steps, self.max_graphs = method, warmup_steps, max_graphs
+        self.graphs, self.captures = {}, 0
         self.side_stream = torch.cuda.Stream()
 
     def _lrs(self) -> tuple:
         return tuple(group["lr"] for group in self.method.optimizer.param_groups)
 
-    def _eager_on_side_stream(self, x, y) -> dict:
+    def _eager_on_side_stream(self, batch) -> dict:
         self.side_stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(self.side_stream):
-            out = self.method.update(x, y)
+            out = self.method.update(*batch)
         torch.cuda.current_stream().wait_stream(self.side_stream)
         return out
 
-    def _capture(self, x, y) -> None:
-        if self.static_x is None or self.static_x.shape != x.shape:
-            self.static_x, self.static_y = x.clone(), y.clone()
-        self.graph = None   # the old graph's memory returns to the pool first
+    def _capture(self, entry: _Graph, batch: tuple) -> None:
+        if entry.inputs is None:
+            entry.inputs = tuple(item.clone() if torch.is_tensor(item) else item for item in batch)
+        entry.graph = None   # an old graph's memory is released first
         graph = torch.cuda.CUDAGraph()
-        self.pool = self.pool or torch.cuda.graph_pool_handle()
-        with torch.cuda.graph(graph, pool=self.pool):
-            self.static_out = self.method.update(self.static_x, self.static_y)
-        self.graph, self.captured_lrs = graph, self._lrs()
+        with torch.cuda.graph(graph):
+            entry.out = self.method.update(*entry.inputs)
+        entry.graph, entry.lrs = graph, self._lrs()
         self.captures += 1
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> dict:
-        self.steps += 1
-        if self.steps <= self.warmup_steps:
-            return self._eager_on_side_stream(x, y)
-        if self.graph is None or self._lrs() != self.captured_lrs or self.static_x.shape != x.shape:
-            self._capture(x, y)
-        self.static_x.copy_(x)
-        self.static_y.copy_(y)
-        self.graph.replay()
-        return self.static_out
+    def __call__(self, *batch) -> dict:
+        key = tuple(tuple(item.shape) if torch.is_tensor(item) else item for item in batch)
+        if key not in self.graphs and len(self.graphs) >= self.max_graphs:
+            return self.method.update(*batch)
+        entry = self.graphs.setdefault(key, _Graph())
+        entry.steps += 1
+        if entry.steps <= self.warmup_steps:
+            return self._eager_on_side_stream(batch)
+        if entry.graph is None or entry.lrs != self._lrs():
+            self._capture(entry, batch)
+        for static, item in zip(entry.inputs, batch):
+            if torch.is_tensor(item):
+                static.copy_(item)
+        entry.graph.replay()
+        return entry.out
 
 
 def make_step(method, device: torch.device, graphs: bool):

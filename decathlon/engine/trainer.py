@@ -1,5 +1,9 @@
 """Train one (method, domain, seed) job: the loop, evaluation, records, checkpoints, resume.
 
+A multi-domain method (`Method.multi_domain`, e.g. spottune_joint) trains one job over
+`spec.domains`: their training batches interleaved (decathlon.engine.interleave), each
+domain evaluated and predicted on its own.
+
 A job folder holds `record.jsonl` (one JSON line per epoch, appended), `checkpoint.pt`
 (written atomically after every epoch), predictions and `final.json` once finished
 (decathlon.engine.results), then a `done` marker. A killed job loses at most its current
@@ -27,6 +31,7 @@ from decathlon.data.manifest import read_manifest, split_entry
 from decathlon.engine import distributed
 from decathlon.engine.checkpoint import CheckpointError, check_resumable, load_backbone, load_checkpoint, save_atomic
 from decathlon.engine.evaluate import evaluate
+from decathlon.engine.interleave import InterleavedLoader
 from decathlon.engine.results import final_splits, finish
 from decathlon.engine.step import LossMeter, configure_precision, make_step
 from decathlon.methods import get_method
@@ -52,11 +57,16 @@ class JobSpec:
     data_parallel: bool = True   # False: this process runs the job alone, even under torchrun
     cuda_graphs: bool | None = None   # None: on CUDA (not under DDP or compile), never on CPU
     run_dir: str | None = None   # the benchmark run: a backbone under it is "pretrained by this run"
+    domains: tuple = ()          # a multi-domain job's domains (then `domain` is their label)
     extra: dict = field(default_factory=dict)   # recorded as is (e.g. the preset name)
 
     def identity(self) -> dict:
         return {"method": self.method, "domain": self.domain, "protocol": self.protocol,
                 "seed": self.seed, "hparams": self.hparams}
+
+    @property
+    def trained_domains(self) -> tuple:
+        return tuple(self.domains) or (self.domain,)
 
 
 def _rng_state() -> dict:
@@ -72,7 +82,7 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _build_method(spec: JobSpec, method_cls, num_classes: int, ctx):
+def _build_method(spec: JobSpec, method_cls, num_classes, ctx):
     """The method on the job's device, wrapped for DDP / compile, with its precision."""
     hp = spec.hparams
     backbone = None
@@ -87,23 +97,28 @@ def _build_method(spec: JobSpec, method_cls, num_classes: int, ctx):
     if cuda:
         method = method.to(memory_format=torch.channels_last)
     configure_precision(method, hp["precision"], ctx.device)
-    if ctx.distributed:
+    if ctx.distributed:   # a joint step leaves the parts of absent domains unused
         method.wrap(lambda net: torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[ctx.device.index] if cuda else None))
+            net, device_ids=[ctx.device.index] if cuda else None, find_unused_parameters=method.multi_domain))
     if spec.compile:
         method.wrap(torch.compile)
     return method, backbone
 
 
-def _loaders(spec: JobSpec, manifest: dict, ctx) -> tuple:
+def _loaders(spec: JobSpec, manifest: dict, ctx, multi_domain: bool) -> tuple:
+    """(training loader, training images per epoch, {(domain, split): evaluation loader})."""
     hp, cuda = spec.hparams, ctx.device.type == "cuda"
     common = dict(protocol=hp["augmentation"], seed=spec.seed, device=ctx.device, rank=ctx.rank,
                   world_size=ctx.world_size, channels_last=cuda)
-    train = ShardLoader(spec.data, spec.domain, PROTOCOLS[spec.protocol], hp["batch_size"], train=True,
-                        shuffle=True, drop_last=True, **common)
-    evaluation = {s: ShardLoader(spec.data, spec.domain, s, hp["eval_batch_size"], train=False, shuffle=False,
-                                 drop_last=False, **common) for s in final_splits(spec, manifest)}
-    return train, evaluation
+    trains = {d: ShardLoader(spec.data, d, PROTOCOLS[spec.protocol], hp["batch_size"], train=True, shuffle=True,
+                             drop_last=True, **common) for d in spec.trained_domains}
+    train = (InterleavedLoader(trains, spec.seed, hp["joint_domains_per_step"]) if multi_domain
+             else trains[spec.domain])
+    images = sum(len(loader) for loader in trains.values()) * hp["batch_size"] * ctx.world_size
+    evaluation = {(d, s): ShardLoader(spec.data, d, s, hp["eval_batch_size"], train=False, shuffle=False,
+                                      drop_last=False, **common)
+                  for d in spec.trained_domains for s in final_splits(spec, manifest, d)}
+    return train, images, evaluation
 
 
 def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
@@ -115,16 +130,21 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
     ctx = distributed.init(spec.device) if spec.data_parallel else distributed.local(spec.device)
     out, hp = Path(spec.out), spec.hparams
     manifest = read_manifest(spec.data)
-    for split in PROTOCOLS[spec.protocol]:
-        split_entry(manifest, spec.data, spec.domain, split)
+    for domain in spec.trained_domains:
+        for split in PROTOCOLS[spec.protocol]:
+            split_entry(manifest, spec.data, domain, split)
     method_cls = method_cls or get_method(spec.method)
-    num_classes = manifest["domains"][spec.domain]["num_classes"]
-    method, backbone = _build_method(spec, method_cls, num_classes, ctx)
+    if method_cls.multi_domain != bool(spec.domains):
+        raise ValueError(f"method {spec.method!r} trains {'several domains' if method_cls.multi_domain else 'one domain'}"
+                         f" per job; the job names {'one' if not spec.domains else len(spec.domains)}")
+    classes = {d: manifest["domains"][d]["num_classes"] for d in spec.trained_domains}
+    method, backbone = _build_method(spec, method_cls, classes if method_cls.multi_domain else classes[spec.domain],
+                                     ctx)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(method.optimizer, hp["lr_milestones"], hp["lr_gamma"])
-    train_loader, eval_loaders = _loaders(spec, manifest, ctx)
+    train_loader, epoch_images, eval_loaders = _loaders(spec, manifest, ctx, method_cls.multi_domain)
     # Each epoch is scored on val only: never on test (the protocol trap of picking by
     # test accuracy), and not at all under trainval, whose val is training data.
-    monitored = {s: loader for s, loader in eval_loaders.items() if s == "val"}
+    monitored = {key: loader for key, loader in eval_loaders.items() if key[1] == "val"}
 
     start_epoch, ckpt_path = 0, out / "checkpoint.pt"
     if ckpt_path.is_file() and not spec.resume:
@@ -154,23 +174,21 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
         began, meter = time.perf_counter(), LossMeter()
         bar = tqdm(train_loader, desc=f"{spec.method}/{spec.domain} epoch {epoch + 1}/{hp['epochs']}",
                    leave=False, disable=not (spec.progress and ctx.is_main))
-        for images, labels, _ in bar:
-            meter.add(step(images, labels))
+        for batch in bar:   # (images, labels, ids), or a joint step's (domain, images, labels, ...)
+            meter.add(step(*batch) if method_cls.multi_domain else step(batch[0], batch[1]))
             if spec.progress and ctx.is_main and meter.steps % PROGRESS_EVERY == 0:
                 bar.set_postfix(loss=f"{meter.means()['loss']:.3f}")
         losses = meter.means()   # waits for the device: the epoch's work is done after this
         seconds = time.perf_counter() - began
         scheduler.step()
         evaluated = time.perf_counter()
-        scores = {s: evaluate(method, loader, ctx, policy, hp.get("sample_draws", 1), hp.get("sample_seed", 0))
-                  for s, loader in monitored.items()}
+        scores = {key: evaluate(method.domain_view(key[0]), loader, ctx, policy, hp.get("sample_draws", 1),
+                                hp.get("sample_seed", 0)) for key, loader in monitored.items()}
         line = {"epoch": epoch + 1, "train_loss": losses.get("loss"),
                 **{f"train_{k}": v for k, v in losses.items() if k != "loss"},
                 "lr": method.optimizer.param_groups[0]["lr"], "seconds": seconds,
-                "train_images_per_s": len(train_loader) * hp["batch_size"] * ctx.world_size / max(seconds, 1e-9),
-                "eval_seconds": time.perf_counter() - evaluated, "step": step.kind,
-                **{f"{s}_accuracy": r.accuracy for s, r in scores.items()},
-                **{f"{s}_stats": r.stats for s, r in scores.items() if r.stats}}
+                "train_images_per_s": epoch_images / max(seconds, 1e-9),
+                "eval_seconds": time.perf_counter() - evaluated, "step": step.kind, **_monitored(scores)}
         if ctx.is_main:
             with open(record_path, "a") as f:
                 f.write(json.dumps(line) + "\n")
@@ -184,6 +202,19 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
     if ctx.device.type == "cuda":
         execution["device_name"] = torch.cuda.get_device_name(ctx.device)
     return finish(spec, method, eval_loaders, scores, ctx, manifest, backbone, execution)
+
+
+def _monitored(scores: dict) -> dict:
+    """The record line's val fields: accuracy and stats, or for several domains their mean
+    accuracy and each domain's."""
+    if not scores:
+        return {}
+    if len(scores) == 1:
+        (_, result), = scores.items()
+        return {"val_accuracy": result.accuracy, **({"val_stats": result.stats} if result.stats else {})}
+    accuracies = {domain: r.accuracy for (domain, _), r in scores.items()}
+    known = [a for a in accuracies.values() if a is not None]
+    return {"val_accuracy": sum(known) / len(known) if known else None, "val_accuracy_by_domain": accuracies}
 
 
 def _truncate_record(path: Path, epochs_kept: int) -> None:

@@ -23,6 +23,7 @@ class Method(nn.Module):
 
     name = "base"
     uses_backbone = True   # False only for methods that ignore the pretrained weights
+    multi_domain = False   # True: one job trains every domain of the run (see spottune_joint)
     autocast = contextlib.nullcontext   # the engine sets bf16 autocast on CUDA
 
     def __init__(self, num_classes: int, hparams: dict, backbone_state: dict | None = None):
@@ -77,6 +78,10 @@ class Method(nn.Module):
     def use_eval_policy(self, policy: str | None) -> None:
         """Make `predict` use `policy` (one of `eval_policies()`)."""
 
+    def domain_view(self, domain: str):
+        """What evaluates one domain (predict, eval_stats, ...): the method itself here."""
+        return self
+
     # --- fixed behaviour -------------------------------------------------------------
     @property
     def train_net(self) -> nn.Module:
@@ -87,15 +92,16 @@ class Method(nn.Module):
         """Train through `wrapper(train_net)` from now on (not a registered submodule)."""
         self.__dict__["_wrapped_net"] = wrapper(self.train_net)
 
-    def update(self, x: torch.Tensor, y: torch.Tensor) -> dict:
-        """One optimisation step; returns the losses as detached 0-d tensors on the device.
+    def update(self, *batch) -> dict:
+        """One optimisation step on `batch` (images, labels; a multi-domain method's:
+        domain, images, labels, ...); returns the losses as detached 0-d device tensors.
 
         Nothing here waits for the device (no .item()): the engine accumulates the losses
         where they are and may capture this whole step in a CUDA graph."""
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
-            loss, logs = self.training_loss(x, y)
+            loss, logs = self.training_loss(*batch)
         loss.backward()
         self.optimizer.step()
         return {"loss": loss.detach(), **logs}
@@ -127,6 +133,16 @@ def new_backbone(hparams: dict, num_classes: int, backbone_state: dict | None, *
     net = resnet26(num_classes, width=hparams["width"], **kwargs)
     if backbone_state is not None:
         load_backbone_weights(net, backbone_state)
+    return net
+
+
+def pretrained_backbone(hparams: dict, backbone_state: dict) -> nn.Module:
+    """The pretrained ResNet-26 whole, its imagenet12 classifier included (SpotTune keeps
+    it frozen: the multi-domain model then also serves imagenet12, as the papers' rows do)."""
+    net = resnet26(backbone_state["classifier.weight"].shape[0], width=hparams["width"])
+    load_backbone_weights(net, backbone_state)
+    net.classifier.load_state_dict({"weight": backbone_state["classifier.weight"],
+                                    "bias": backbone_state["classifier.bias"]})
     return net
 
 

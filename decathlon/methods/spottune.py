@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decathlon.methods.base import Method, decay_groups, new_backbone
+from decathlon.methods.base import Method, decay_groups, pretrained_backbone
 from decathlon.models import SpotTuneNet, budget_loss
 
 DOMAIN_FILE = "spottune_domain.pt"   # what one domain ships beside the shared backbone
@@ -53,7 +53,7 @@ class SpotTune(Method):
     domain = "target"
 
     def build(self, backbone_state):
-        backbone = new_backbone(self.hparams, 1, backbone_state)
+        backbone = pretrained_backbone(self.hparams, backbone_state)
         spottune = SpotTuneNet(backbone, policy=self.hparams["policy"], temperature=self.hparams["temperature"])
         spottune.add_domain(self.domain, self.num_classes)
         return _OneDomain(spottune, self.domain, self.train_mode, self.hparams["eval_policy"])

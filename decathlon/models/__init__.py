@@ -7,12 +7,12 @@ from decathlon.models.resnet import (ADAPTER_KINDS, BasicBlock, ConvBN, ResNet,
                                      SeriesAdapter, ZeroPadShortcut, adapter_weight_count,
                                      conv3x3_weight_count, freeze_shared_convs, resnet26,
                                      split_shared_and_domain_parameters)
-from decathlon.models.spottune import (FORWARD_MODES, POLICY_KINDS, DomainBranch,
-                                       SpotTuneNet, parameter_count)
+from decathlon.models.domain_branch import DomainBranch, parameter_count
+from decathlon.models.spottune import FORWARD_MODES, MODEL_FILE, POLICY_KINDS, SpotTuneNet
 
 __all__ = [
     "ADAPTER_KINDS", "BasicBlock", "ConvBN", "DECISION_MODES", "DomainBranch",
-    "FORWARD_MODES", "GUMBEL_TEMPERATURE", "GlobalPolicy", "MODELS", "POLICY_KINDS",
+    "FORWARD_MODES", "GUMBEL_TEMPERATURE", "GlobalPolicy", "MODELS", "MODEL_FILE", "POLICY_KINDS",
     "PolicyHead", "PolicyNet", "ResNet", "SeriesAdapter", "SpotTuneNet", "ZeroPadShortcut",
     "adapter_weight_count", "budget_loss", "conv3x3_weight_count", "create_model", "decide",
     "freeze_shared_convs", "parameter_count", "policy_trunk", "register_model", "resnet26",

@@ -12,92 +12,40 @@ The frozen path runs the shared convolutions with the domain's BNs
 (``BasicBlock.forward(x, norms=...)``), so the backbone itself is never modified.
 
 Training computes both branches of every block (dense), by default as one fused block
-(``fused=True``, see ``decathlon.models.fused``; ``fused=False`` keeps the arithmetic of
-two separate blocks mixed by the decisions). In evaluation with hard decisions and no
-gradient to the decisions, forward is ROUTED where ``routing_pays`` (every batch on a
-CPU, batches of 128 or more on a GPU): each block runs only the branch each image takes
-(see ``RoutingPlan``: one device synchronisation per forward, at most one gather per
-block, the batch order restored on the logits). Routed and dense outputs agree up to
-floating point error.
+(``decathlon.models.fused``; ``fused=False``: two blocks mixed by the decisions). In
+evaluation with hard decisions, forward is ROUTED where ``routing_pays``: each block runs
+only the branch each image takes (``RoutingPlan``: one device synchronisation per
+forward). Routed and dense outputs agree up to floating point error.
+
+Joint training: ``forward_group`` runs a shared policy trunk once on several domains'
+batches (per-domain trunk BN unless ``trunk_bn="shared"``), then each domain on its own.
 
 Files: ``shared_state_dict()`` once (backbone, and the policy trunk if shared), then one
 ``domain_state_dict(name)`` per domain, which describes itself (classes, policy kind,
-stored fine-tuned blocks), so ``load_domain_state_dict`` can rebuild the domain.
+stored fine-tuned blocks), so ``load_domain_state_dict`` can rebuild the domain. The
+whole model as one file: ``checkpoint()`` / ``SpotTuneNet.load(path)``
+(spottune_multidomain.pt: backbone, shared trunk, every domain, and what made it).
 """
 from __future__ import annotations
-
-import copy
 
 import torch
 from torch import nn
 
+from decathlon.models.domain_branch import DomainBranch, parameter_count
 from decathlon.models.fused import two_branch_block
 from decathlon.models.policy import (DECISION_MODES, GUMBEL_TEMPERATURE, GlobalPolicy,
                                      PolicyHead, PolicyNet, decide, policy_trunk)
 from decathlon.models.resnet import ResNet, pool_features
 from decathlon.models.routing import (FOLDED_DEVICES, RoutingPlan, residual_functions,
                                       routing_pays)
+from decathlon.models.shared_trunk import TRUNK_BN_KINDS, copy_trunk_norms, group_features, trunk_features
 
 POLICY_KINDS = ("per_domain", "shared_trunk", "global")
 # Policy-free modes: all frozen, all fine-tuned, and the paper's random-policy ablation.
 FIXED_MODES = ("frozen", "tuned", "random")
 FORWARD_MODES = DECISION_MODES + FIXED_MODES
-
-
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-class DomainBranch(nn.Module):
-    """Everything one domain adds to the shared backbone; saved and loaded on its own."""
-
-    def __init__(self, backbone: ResNet, num_classes: int, policy_kind: str,
-                 policy: nn.Module, copy_classifier: bool = False):
-        super().__init__()
-        self.num_classes = num_classes
-        self.policy_kind = policy_kind
-        self.stem = copy.deepcopy(backbone.stem)
-        self.frozen_norms = nn.ModuleList(
-            nn.ModuleList(copy.deepcopy(bn) for bn in block.norms()) for block in backbone.blocks)
-        # Keyed by block index so blocks a policy never uses can be dropped.
-        self.tuned_blocks = nn.ModuleDict(
-            {str(i): copy.deepcopy(block) for i, block in enumerate(backbone.blocks)})
-        self.policy = policy
-        self.head_bn = copy.deepcopy(backbone.head_bn)
-        if copy_classifier:
-            if backbone.classifier.out_features != num_classes:
-                raise ValueError("copy_classifier needs the backbone's number of classes")
-            self.classifier = copy.deepcopy(backbone.classifier)
-        else:
-            self.classifier = nn.Linear(backbone.num_features, num_classes)
-        self.requires_grad_(True)
-        self.register_buffer("tuned_mask", torch.ones(len(backbone.blocks)), persistent=False)
-
-    def tuned_block(self, index: int) -> nn.Module | None:
-        key = str(index)
-        return self.tuned_blocks[key] if key in self.tuned_blocks else None
-
-    def stored_tuned_blocks(self) -> list[int]:
-        return sorted(int(key) for key in self.tuned_blocks)
-
-    def keep_tuned_blocks(self, indices) -> None:
-        """Drop every fine-tuned block not in ``indices``; those blocks become frozen."""
-        keep = {int(i) for i in indices}
-        for index in self.stored_tuned_blocks():
-            if index not in keep:
-                del self.tuned_blocks[str(index)]
-        stored = set(self.stored_tuned_blocks())
-        mask = [float(i in stored) for i in range(len(self.tuned_mask))]
-        self.tuned_mask.copy_(torch.tensor(mask))
-
-    def get_extra_state(self) -> dict:
-        return {"num_classes": self.num_classes, "policy": self.policy_kind,
-                "tuned_blocks": self.stored_tuned_blocks()}
-
-    def set_extra_state(self, state: dict) -> None:
-        if state != self.get_extra_state():
-            raise ValueError(f"domain state describes {state}, "
-                             f"this branch is {self.get_extra_state()}")
+MODEL_FILE = "spottune_multidomain.pt"
+MODEL_FILE_KIND = "spottune_multidomain"
 
 
 class SpotTuneNet(nn.Module):
@@ -111,15 +59,18 @@ class SpotTuneNet(nn.Module):
     ``fold_routed``: routed forwards without gradient fold the BN layers into the
     convolutions (None: on the device types in ``routing.FOLDED_DEVICES``).
     Neither changes a state_dict key; both are plain attributes, settable later.
+    ``trunk_bn`` (shared trunk only): 'per_domain' BN layers in the trunk, or 'shared'.
     """
 
     def __init__(self, backbone: ResNet, policy: str = "per_domain",
                  policy_width: float | None = None,
                  temperature: float = GUMBEL_TEMPERATURE, fused: bool = True,
-                 fold_routed: bool | None = None):
+                 fold_routed: bool | None = None, trunk_bn: str = "per_domain"):
         super().__init__()
         if policy not in POLICY_KINDS:
             raise ValueError(f"policy must be one of {POLICY_KINDS}, got {policy!r}")
+        if trunk_bn not in TRUNK_BN_KINDS:
+            raise ValueError(f"trunk_bn must be one of {TRUNK_BN_KINDS}, got {trunk_bn!r}")
         if backbone.adapter_kind is not None:
             raise ValueError("SpotTune duplicates the blocks of a plain ResNet, not adapters")
         self.backbone = backbone.requires_grad_(False)
@@ -129,7 +80,9 @@ class SpotTuneNet(nn.Module):
         self.fused = fused
         self.fold_routed = fold_routed
         self.policy_trunk = policy_trunk(self.policy_width) if policy == "shared_trunk" else None
+        self.trunk_bn = trunk_bn if self.policy_trunk is not None else None
         self.domains = nn.ModuleDict()
+        self.info = {}   # what made the model (a model file's `info`, e.g. its augmentation)
 
     @property
     def num_blocks(self) -> int:
@@ -147,21 +100,44 @@ class SpotTuneNet(nn.Module):
         """Add a domain initialised from the backbone (fine-tuned blocks = pretrained)."""
         if name in self.domains:
             raise ValueError(f"domain {name!r} already exists")
-        branch = DomainBranch(self.backbone, num_classes, self.policy_kind,
-                              self._new_policy(), copy_classifier)
+        own_norms = copy_trunk_norms(self.policy_trunk) if self.trunk_bn == "per_domain" else None
+        branch = DomainBranch(self.backbone, num_classes, self.policy_kind, self._new_policy(), copy_classifier,
+                              own_norms, self.trunk_bn)
         self.domains[name] = branch.to(next(self.backbone.parameters()).device)
         return branch
 
     def policy_logits(self, x: torch.Tensor, domain: str) -> torch.Tensor:
         """(N, num_blocks, 2) logits: (frozen, fine-tuned) per block."""
-        policy = self.domains[domain].policy
-        return policy(self.policy_trunk(x)) if self.policy_trunk is not None else policy(x)
+        branch = self.domains[domain]
+        if self.policy_trunk is None:
+            return branch.policy(x)
+        return branch.policy(trunk_features(self.policy_trunk, x, branch.trunk_norms))
 
-    def decisions(self, x: torch.Tensor, domain: str, mode: str) -> torch.Tensor:
-        """(N, num_blocks) float32 decisions in {0, 1} (1 = fine-tuned path)."""
+    def group_policy_logits(self, xs: list, domains: list) -> list:
+        """policy_logits of several domains' batches; a shared trunk runs once on all."""
+        if self.policy_trunk is None:
+            return [self.policy_logits(x, domain) for x, domain in zip(xs, domains)]
+        branches = [self.domains[domain] for domain in domains]
+        norms = [branch.trunk_norms for branch in branches] if self.trunk_bn == "per_domain" else None
+        features = group_features(self.policy_trunk, xs, norms)
+        return [branch.policy(f) for branch, f in zip(branches, features)]
+
+    def forward_group(self, xs: list, domains: list, mode: str | None = None) -> list:
+        """[(logits, decisions)] of several domains' batches (joint training): the policy
+        trunk once on all of them, then each domain's forward on its own batch."""
+        mode = mode or ("gumbel" if self.training else "argmax")
+        logits = self.group_policy_logits(xs, domains) if mode in DECISION_MODES else [None] * len(xs)
+        return [self(x, domain, mode, routed=False, policy_logits=policy)
+                for x, domain, policy in zip(xs, domains, logits)]
+
+    def decisions(self, x: torch.Tensor, domain: str, mode: str,
+                  policy_logits: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, num_blocks) float32 decisions in {0, 1} (1 = fine-tuned path); the policy's
+        logits are computed here unless given."""
         n = x.shape[0]
         if mode in DECISION_MODES:
-            chosen = decide(self.policy_logits(x, domain), mode, self.temperature)
+            logits = self.policy_logits(x, domain) if policy_logits is None else policy_logits
+            chosen = decide(logits, mode, self.temperature)
         elif mode == "frozen":
             chosen = x.new_zeros(n, self.num_blocks, dtype=torch.float32)
         elif mode == "tuned":
@@ -174,14 +150,14 @@ class SpotTuneNet(nn.Module):
         return chosen * self.domains[domain].tuned_mask
 
     def forward(self, x: torch.Tensor, domain: str, mode: str | None = None,
-                routed: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                routed: bool | None = None, policy_logits: torch.Tensor | None = None) -> tuple:
         """Returns (logits, decisions). ``mode`` defaults to 'gumbel' in training and
         'argmax' in evaluation; ``routed`` defaults to True whenever it is valid
         (evaluation mode, decisions carrying no gradient) and ``routing_pays`` for the
         batch (by device type and batch size, see ``decathlon.models.routing``)."""
         branch = self.domains[domain]
         mode = mode or ("gumbel" if self.training else "argmax")
-        decisions = self.decisions(x, domain, mode)
+        decisions = self.decisions(x, domain, mode, policy_logits)
         routable = not self.training and not decisions.requires_grad
         if routed is None:
             routed = routable and routing_pays(x)
@@ -234,11 +210,48 @@ class SpotTuneNet(nn.Module):
         """Trainable parameters of a domain: 'network' and 'policy' (own lr/decay)."""
         branch = self.domains[domain]
         policy = list(branch.policy.parameters())
-        if self.policy_trunk is not None:
+        if self.policy_trunk is not None:   # the trunk, and the domain's own trunk BNs if any
             policy += list(self.policy_trunk.parameters())
+            policy += list(branch.trunk_norms.parameters()) if branch.trunk_norms is not None else []
         policy_ids = {id(p) for p in policy}
         network = [p for p in branch.parameters() if id(p) not in policy_ids]
         return {"network": network, "policy": policy}
+
+    def checkpoint(self, **info) -> dict:
+        """The whole model as one file's content (spottune_multidomain.pt): what it is
+        built from, the backbone and shared trunk once, every domain; `info` is kept as
+        is (e.g. the augmentation protocol its domains were trained with)."""
+        arch = {"width": self.backbone.width, "backbone_classes": self.backbone.classifier.out_features,
+                "policy": self.policy_kind, "policy_width": self.policy_width, "trunk_bn": self.trunk_bn,
+                "temperature": self.temperature}
+        return {"format": 1, "kind": MODEL_FILE_KIND, "arch": arch, "info": dict(info),
+                "shared": {k: v.detach().cpu() for k, v in self.shared_state_dict().items()},
+                "domains": {name: self.domain_state_dict(name) for name in self.domains}}
+
+    @classmethod
+    def from_checkpoint(cls, content: dict, where: str = "model file") -> "SpotTuneNet":
+        """The model `checkpoint()` describes (its `info` as the attribute `info`)."""
+        if not isinstance(content, dict) or content.get("kind") != MODEL_FILE_KIND:
+            found = content.get("kind") if isinstance(content, dict) else type(content).__name__
+            raise ValueError(f"{where}: field 'kind' is {found!r}, expected {MODEL_FILE_KIND!r}")
+        arch = content["arch"]
+        net = cls(ResNet((4, 4, 4), arch["backbone_classes"], arch["width"]), arch["policy"], arch["policy_width"],
+                  arch["temperature"], trunk_bn=arch["trunk_bn"] or "per_domain")
+        net.load_shared_state_dict(content["shared"])
+        for name, state in content["domains"].items():
+            net.load_domain_state_dict(name, state)
+        net.info = dict(content.get("info") or {})
+        return net.eval()
+
+    @classmethod
+    def load(cls, path) -> "SpotTuneNet":
+        """A model file in one call, read with torch.load(weights_only=True)."""
+        try:
+            content = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises several types for damaged or foreign files
+            reason = str(err).splitlines()[0] if str(err) else ""
+            raise ValueError(f"{path}: cannot read a SpotTune model file ({type(err).__name__}: {reason})") from None
+        return cls.from_checkpoint(content, str(path))
 
     def domain_state_dict(self, domain: str) -> dict:
         return self.domains[domain].state_dict()

@@ -29,7 +29,8 @@ JOB_PATTERNS = ("pretrain/*", "jobs/*/*/*/seed*")
 
 JOB_COLUMNS = ["path", "preset", "protocol", "method", "eval_policy", "options", "variant", "domain", "seed",
                "synthetic", "backbone", "preset_protocol", "val_accuracy", "test_accuracy", "val_images",
-               "test_images", "test_predictions", "stored_total", "stored_classifier", "reference_parameters"]
+               "test_images", "test_predictions", "stored_total", "stored_classifier", "stored_shared",
+               "reference_parameters"]
 INCOMPLETE_COLUMNS = ["path", "method", "domain", "reason"]
 CURVE_COLUMNS = ["path", "preset", "protocol", "synthetic", "variant", "domain", "seed",
                  "epoch", "train_loss", "val_accuracy", "test_accuracy"]
@@ -118,7 +119,7 @@ def collect(run_dirs) -> Collection:
                 continue
             rows = _job_rows(folder, final)
             jobs += rows
-            curves += _curve_rows(folder, rows[0])
+            curves += _curve_rows(folder, {**rows[0], "domain": final["spec"]["domain"]})
             for row, evaluation in zip(rows, _evaluations(final)):
                 policy += _policy_rows(evaluation["splits"], row)
     return Collection(run_dirs, _sorted(pd.DataFrame(jobs, columns=JOB_COLUMNS)),
@@ -183,14 +184,16 @@ def _job_rows(folder: Path, final: dict) -> list:
     options = options_label(extra.get("overrides"))
     common = {"path": str(folder), "preset": extra.get("preset", path_preset),
               "protocol": spec.get("protocol", path_protocol), "method": spec["method"], "options": options,
-              "domain": spec["domain"], "seed": int(spec.get("seed", 0)), "synthetic": bool(final.get("synthetic")),
+              "seed": int(spec.get("seed", 0)), "synthetic": bool(final.get("synthetic")),
               "backbone": backbone_label(final.get("backbone")), "preset_protocol": extra.get("preset_protocol"),
-              "stored_total": stored.get("total"), "stored_classifier": stored.get("classifier"),
-              "reference_parameters": final.get("reference_parameters")}
+              "stored_shared": stored.get("shared", 0), "reference_parameters": final.get("reference_parameters")}
     rows = []
     for evaluation in _evaluations(final):
         policy, splits = evaluation.get("eval_policy"), evaluation.get("splits") or {}
-        row = {**common, "eval_policy": policy, "variant": variant_name(spec["method"], policy, options)}
+        own = evaluation.get("stored_parameters") or stored   # a multi-domain job's: per domain
+        row = {**common, "domain": evaluation.get("domain", spec["domain"]), "eval_policy": policy,
+               "variant": variant_name(spec["method"], policy, options), "stored_total": own.get("total"),
+               "stored_classifier": own.get("classifier")}
         for split in EVAL_SPLITS:
             entry = splits.get(split) or {}
             accuracy = entry.get("accuracy")

@@ -6,7 +6,8 @@ domains, the Decathlon score S and #par, each as mean and standard error over se
 - ImNet is the pretraining job's accuracy for every method (they share its backbone).
 - Per seed first, then over seeds: a seed's mean and S use that seed's domains (plus
   ImNet); #par = 1 (the shared backbone) + sum over target domains of the domain's
-  stored parameters without classifier, in units of one ResNet-26 at the job's width.
+  stored parameters without classifier (+ once what a multi-domain job shares), in
+  units of one ResNet-26 at the job's width.
 - S: on real test data against the published Finetune test errors; on val or on
   synthetic data against THIS run's finetune errors (mean over seeds per domain), since
   the published errors are of another split or data. Without finetune jobs S is n/a.
@@ -155,8 +156,13 @@ def _variant_cells(variant: str, jobs: pd.DataFrame, column: str, source: pd.Ser
                                                       baseline_errors=errors).total
                                               for acc in per_seed.values()]))
     own = (jobs["stored_total"] - jobs["stored_classifier"]) / jobs["reference_parameters"]
+    # What a multi-domain job shares (SpotTune's joint policy trunk) is counted once per job.
+    shared = (jobs.drop_duplicates("path")["stored_shared"].fillna(0)
+              / jobs.drop_duplicates("path")["reference_parameters"])
     if own.notna().all():
-        cells.append(_cell(variant, "#par", 1.0 + own.groupby(jobs["seed"]).sum()))
+        per_seed = own.groupby(jobs["seed"]).sum().add(shared.groupby(jobs.drop_duplicates("path")["seed"]).sum(),
+                                                       fill_value=0)
+        cells.append(_cell(variant, "#par", 1.0 + per_seed))
     return cells
 
 

@@ -2,7 +2,9 @@
 
 - accuracy_<table>.png: per-domain top-1 accuracy, grouped bars per method (s.e. bars).
 - policy_<table>_<variant>.png: SpotTune's policy, domain x residual block, the fraction
-  of images taking the fine-tuned block (mean over seeds), one per variant with usage.
+  of images taking the fine-tuned block (mean over seeds), one per variant with usage;
+  policy_<table>_compare.png: the argmax policies of every SpotTune variant side by side
+  (per-domain spottune beside spottune_joint), where there are several.
 - s_vs_par_<table>.png: S against #par per method; published rows as squares (real test).
 - curves_<preset>-<protocol>-<variant>.png: one grid per method variant, a row per domain:
   train loss and val/test accuracy per epoch, a line per seed (pretraining included).
@@ -63,12 +65,12 @@ def plot_accuracy(board: Leaderboard, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_policy(usage: pd.DataFrame, title: str, path: Path) -> Path:
-    """usage: rows of Collection.policy for one variant and split."""
+def _policy_grid(usage: pd.DataFrame) -> pd.DataFrame:
     grid = usage.pivot_table(index="domain", columns="block", values="fraction", aggfunc="mean")
-    grid = grid.reindex([d for d in PAPER_ORDER if d in grid.index])
-    fig = Figure(figsize=(max(8.0, 1.5 + 0.62 * grid.shape[1]), 2.0 + 0.5 * grid.shape[0]))
-    ax = fig.add_subplot()
+    return grid.reindex([d for d in PAPER_ORDER if d in grid.index])
+
+
+def _policy_panel(ax, grid: pd.DataFrame, title: str):
     image = ax.imshow(grid.to_numpy(), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
     for (row, col), value in np.ndenumerate(grid.to_numpy()):
         if not np.isnan(value):
@@ -79,7 +81,28 @@ def plot_policy(usage: pd.DataFrame, title: str, path: Path) -> Path:
     ax.set_xlabel("residual block (1 = first block of the first stage)")
     ax.set_ylabel("domain")
     ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="fraction fine-tuned (0 to 1)")
+    return image
+
+
+def plot_policy(usage: pd.DataFrame, title: str, path: Path) -> Path:
+    """usage: rows of Collection.policy for one variant and split."""
+    grid = _policy_grid(usage)
+    fig = Figure(figsize=(max(8.0, 1.5 + 0.62 * grid.shape[1]), 2.0 + 0.5 * grid.shape[0]))
+    ax = fig.add_subplot()
+    fig.colorbar(_policy_panel(ax, grid, title), ax=ax, label="fraction fine-tuned (0 to 1)")
+    return _save(fig, path)
+
+
+def plot_policy_comparison(usages: dict, title: str, path: Path) -> Path:
+    """usages: {variant: its rows of Collection.policy}, one split; a panel per variant."""
+    grids = {variant: _policy_grid(usage) for variant, usage in usages.items()}
+    rows = max(grid.shape[0] for grid in grids.values())
+    fig = Figure(figsize=(7.5 * len(grids), 2.4 + 0.5 * rows), layout="constrained")
+    axes = fig.subplots(1, len(grids), squeeze=False)[0]
+    for ax, (variant, grid) in zip(axes, grids.items()):
+        image = _policy_panel(ax, grid, textwrap.fill(variant, 60))
+    fig.colorbar(image, ax=list(axes), label="fraction fine-tuned (0 to 1)")
+    fig.suptitle(title)
     return _save(fig, path)
 
 
@@ -107,9 +130,15 @@ def plot_s_vs_par(board: Leaderboard, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _short(label: str) -> str:
+    """'svhn' -> 'SVHN'; a joint job's 'dtd+svhn' -> 'DTD+SVHN'."""
+    return "+".join(get_domain(name).short for name in label.split("+"))
+
+
 def plot_curves(curves: pd.DataFrame, title: str, path: Path) -> Path:
-    """curves: rows of Collection.curves for one variant (every domain and seed)."""
-    domains = [d for d in PAPER_ORDER if d in set(curves["domain"])]
+    """curves: rows of Collection.curves for one variant (every domain, or joint job, and seed)."""
+    labels = set(curves["domain"])
+    domains = [d for d in PAPER_ORDER if d in labels] + sorted(labels - set(PAPER_ORDER))
     seeds = sorted(curves["seed"].unique())
     fig = Figure(figsize=(11, 1.4 + 2.6 * len(domains)), layout="constrained")  # keeps titles apart
     axes = fig.subplots(len(domains), 2, squeeze=False)
@@ -124,7 +153,7 @@ def plot_curves(curves: pd.DataFrame, title: str, path: Path) -> Path:
                 accuracy = pd.to_numeric(job["val_accuracy"]) * 100
                 if accuracy.notna().any():
                     acc_ax.plot(job["epoch"], accuracy, color=colour, marker=".", label=f"seed {seed}, val")
-        loss_ax.set_ylabel(f"{get_domain(domain).short}\ntrain loss")
+        loss_ax.set_ylabel(f"{_short(domain)}\ntrain loss")
         acc_ax.set_ylabel("top-1 accuracy (%)")
         for ax in (loss_ax, acc_ax):
             ax.set_xlabel("epoch")
@@ -156,6 +185,13 @@ def write_plots(collection: Collection, out_dir) -> list:
                  f"(mean over {usage['seed'].nunique()} seed(s))")
         name = f"policy_{prefix}{preset}-{protocol}-{split}_{slug(variant)}.png"
         written.append(plot_policy(usage, title, folder / name))
+    for (synthetic, preset, protocol, split), usage in collection.policy.groupby(keys[:4], sort=True):
+        argmax = {variant: rows for variant, rows in usage.groupby("variant", sort=True) if "eval argmax" in variant}
+        if len(argmax) > 1:
+            title = (f"{_data_label(synthetic)} data · preset {preset} · protocol {protocol} · split {split}: "
+                     "fraction of images taking the fine-tuned block (mean over seeds)")
+            name = f"policy_{'synthetic-' if synthetic else ''}{preset}-{protocol}-{split}_compare.png"
+            written.append(plot_policy_comparison(argmax, title, folder / name))
     for (synthetic, preset, protocol, variant), curves in collection.curves.groupby(keys[:3] + ["variant"],
                                                                                     sort=True):
         title = (f"{_data_label(synthetic)} data · {variant} · preset {preset} · protocol {protocol}: "

@@ -38,3 +38,34 @@ def test_a_given_backbone_replaces_pretraining_and_is_named_in_the_tables(tiny_d
     assert final["backbone"]["kind"] == "imported"
     assert run_decathlon.main([*base, "--backbone", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_joint_spottune_is_one_job_and_one_row_with_a_cell_per_domain(tiny_decathlon, tiny_backbone, tmp_path):
+    """spottune_joint beside spottune: one job over both domains, tabulated as one method row,
+    #par counting the shared trunk once; the per-domain SpotTune jobs exported as one model."""
+    from decathlon.models import MODEL_FILE, SpotTuneNet
+    from decathlon.report.collect import collect
+    from decathlon.report.leaderboard import leaderboards
+
+    out, results = tmp_path / "run", tmp_path / "results"
+    assert run_decathlon.main(["--data", str(tiny_decathlon), "--methods", "spottune,spottune_joint", "--domains",
+                               "dtd,svhn", "--no-progress", "--device", "cpu", "--hparam", "epochs=1",
+                               "--hparam", "batch_size=16", "--hparam", "width=0.125", "--backbone",
+                               str(tiny_backbone), "--out", str(out), "--results", str(results)]) == 0
+    joint_jobs = list(out.glob("jobs/*/spottune_joint/*/seed0"))
+    assert [job.parent.name for job in joint_jobs] == ["dtd+svhn"]
+    final = json.loads((joint_jobs[0] / "final.json").read_text())
+    board = next(b for b in leaderboards(collect(out)) if b.split == "test")
+    row = next(m for m in board.methods() if m.startswith("spottune_joint (eval argmax"))
+    assert board.value(row, "dtd") == 100 * final["evaluations"][0]["splits"]["test"]["accuracy"]
+    assert board.value(row, "svhn") == 100 * final["evaluations"][2]["splits"]["test"]["accuracy"]
+    own = sum(e["stored_parameters"]["total"] - e["stored_parameters"]["classifier"]
+              for e in final["evaluations"] if e["eval_policy"] == "argmax")
+    expected = 1 + (own + final["stored_parameters"]["shared"]) / final["reference_parameters"]
+    assert board.value(row, "#par") == expected
+    compare = list((results / "plots").glob("policy_*_compare.png"))   # spottune beside spottune_joint
+    assert compare and all(path.stat().st_size > 0 for path in compare)
+    assert any(path.name.startswith("curves_") and "spottune_joint" in path.name
+               for path in (results / "plots").iterdir())
+    assembled = SpotTuneNet.load(next(out.glob(f"models/spottune-seed0/{MODEL_FILE}")))
+    assert set(assembled.domains) == {"dtd", "svhn"} and assembled.info["method"] == "spottune"

@@ -17,27 +17,28 @@ def _tiny_args(tiny_hparams):
     return args
 
 
-def test_two_process_gloo_ddp_run(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
+@pytest.mark.parametrize("method, domain", [("parallel_adapters", "dtd"), ("spottune_joint", "dtd,svhn")])
+def test_two_process_gloo_ddp_run(method, domain, tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "decathlon", "train", "--method", "parallel_adapters", "--domain", "dtd",
+               "-m", "decathlon", "train", "--method", method, "--domain", domain,
                "--data", str(tiny_decathlon), "--backbone", str(tiny_backbone), "--out", str(out),
                "--device", "cpu", "--no-progress", *_tiny_args(tiny_hparams)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     final = json.loads((out / "final.json").read_text())
-    val = np.load(out / "predictions_val.npz")
     manifest = json.loads((tiny_decathlon / "manifest.json").read_text())
-    expected = manifest["domains"]["dtd"]["splits"]["val"]["num_images"]
-    assert len(val["image_ids"]) == len(np.unique(val["image_ids"])) == expected  # every image once
-    assert final["splits"]["val"]["num_images"] == expected
+    for evaluation in final["evaluations"]:
+        val = np.load(out / evaluation["splits"]["val"]["predictions"])
+        expected = manifest["domains"][evaluation["domain"]]["splits"]["val"]["num_images"]
+        assert len(val["image_ids"]) == len(np.unique(val["image_ids"])) == expected  # every image once
+        assert evaluation["splits"]["val"]["num_images"] == expected
     assert (out / "done").is_file()
 
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--method", "mixup", "--domain", "dtd", "--out", "x"], "invalid choice: 'mixup'"),
-    (["train", "--method", "finetune", "--domain", "mnist", "--out", "x"], "invalid choice: 'mnist'"),
     (["train", "--method", "finetune", "--domain", "dtd", "--out", "x", "--preset", "fast"], "invalid choice: 'fast'"),
 ])
 def test_bad_arguments_are_refused_by_the_parser(argv, message, capsys):
@@ -53,6 +54,10 @@ def test_errors_a_user_can_fix_are_one_line(tiny_decathlon, tiny_backbone, tmp_p
     assert "no manifest here; prepare data first" in capsys.readouterr().err
     assert main([*base, "--data", str(tiny_decathlon), "--domain", "gtsrb"]) == 2
     assert "'gtsrb' was not prepared" in capsys.readouterr().err
+    assert main([*base, "--data", str(tiny_decathlon), "--domain", "mnist"]) == 2
+    assert "unknown domain 'mnist'" in capsys.readouterr().err
+    assert main([*base, "--data", str(tiny_decathlon), "--domain", "dtd,svhn"]) == 2
+    assert "method 'finetune' trains one domain per job" in capsys.readouterr().err
     assert main([*base, "--data", str(tiny_decathlon), "--backbone", str(tiny_backbone)]) == 2
     assert "another architecture" in capsys.readouterr().err    # cpu_demo width 0.25 vs 0.125 backbone
     assert main([*base, "--data", str(tiny_decathlon), "--backbone", str(tiny_backbone),

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from decathlon.benchmark.hparams import hparams
+from decathlon.benchmark.hparams import hparams, joint_hparams
 from decathlon.methods import METHODS, get_method
 from decathlon.models import resnet26
 
@@ -15,9 +15,16 @@ def backbone_state():
     return resnet26(7, width=WIDTH).state_dict()
 
 
+JOINT_CLASSES = {"aircraft": 3, "dtd": 4}
+SINGLE = [name for name, cls in METHODS.items() if not cls.multi_domain]
+
+
 def _method(name, backbone_state, num_classes=3):
     hp = hparams(name, "aircraft", "cpu_demo", {"width": WIDTH, "lr": 0.01})
     cls = get_method(name)
+    if cls.multi_domain:
+        hp = joint_hparams(name, JOINT_CLASSES, "cpu_demo", {"width": WIDTH, "lr": 0.01})
+        num_classes = JOINT_CLASSES
     return cls(num_classes, hp, backbone_state if cls.uses_backbone else None)
 
 
@@ -26,25 +33,28 @@ def test_three_updates_then_predict(name, backbone_state):
     torch.manual_seed(1)
     method = _method(name, backbone_state)
     x, y = torch.randn(6, 3, 24, 24), torch.tensor([0, 1, 2, 0, 1, 2])
+    batch = ("aircraft", x, y, "dtd", x.flip(0), y + 1) if method.multi_domain else (x, y)
     trainable_before = {n: p.detach().clone() for n, p in method.net.named_parameters() if p.requires_grad}
     frozen_before = {n: p.detach().clone() for n, p in method.net.named_parameters() if not p.requires_grad}
     for _ in range(3):
-        logs = method.update(x, y)
+        logs = method.update(*batch)
         assert torch.isfinite(logs["loss"])
     changed = [n for n, p in method.net.named_parameters() if p.requires_grad
                and not torch.equal(p, trainable_before[n])]
     assert changed, "no trainable parameter moved"
     assert all(torch.equal(p, frozen_before[n]) for n, p in method.net.named_parameters() if not p.requires_grad)
     method.eval()
-    with torch.no_grad():
-        logits = method.predict(x)
-    assert logits.shape == (6, 3)
+    for domain, classes in (JOINT_CLASSES.items() if method.multi_domain else [(None, 3)]):
+        with torch.no_grad():
+            logits = method.domain_view(domain).predict(x)
+        assert logits.shape == (6, classes)
     stored = method.stored_parameters()
-    assert 0 < stored["classifier"] <= stored["total"]
+    for own in (stored["domains"].values() if method.multi_domain else [stored]):
+        assert 0 < own["classifier"] <= own["total"]
 
 
 def test_stored_parameters_rank_as_the_decathlon_expects(backbone_state):
-    sizes = {name: _method(name, backbone_state).stored_parameters()["total"] for name in METHODS}
+    sizes = {name: _method(name, backbone_state).stored_parameters()["total"] for name in SINGLE}
     full = sizes["finetune"]
     assert sizes["scratch"] == full
     assert sizes["feature_extractor"] < sizes["bn_adapt"] < sizes["parallel_adapters"] < full
@@ -119,6 +129,7 @@ def test_weight_decay_groups_split_3x3_1x1_and_the_rest(backbone_state):
 
 
 @pytest.mark.parametrize("name, policies", [("finetune", (None,)), ("spottune", ("argmax", "sample")),
+                                            ("spottune_joint", ("argmax", "sample")),
                                             ("spottune_global", ("argmax", "sample")),
                                             ("random_policy", ("random",))])
 def test_eval_policies_reported_one_first(name, policies, backbone_state):

@@ -21,7 +21,7 @@ class FixedDecisions:
     def __init__(self, matrix: torch.Tensor):
         self.matrix = matrix
 
-    def __call__(self, x, domain, mode):
+    def __call__(self, x, domain, mode, policy_logits=None):
         return self.matrix
 
 

@@ -200,7 +200,7 @@ def test_budget_loss_is_zero_at_budget_and_positive_otherwise():
 
 def fixed_decisions(net, matrix):
     """Make every forward of `net` use the (N, 12) decision matrix `matrix`."""
-    net.decisions = lambda x, domain, mode: matrix
+    net.decisions = lambda x, domain, mode, policy_logits=None: matrix
 
 
 def mixed_decisions(n=8):

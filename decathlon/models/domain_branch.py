@@ -1,0 +1,72 @@
+"""What one SpotTune domain adds to the shared, frozen backbone (decathlon.models.spottune)."""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from decathlon.models.resnet import ResNet
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class DomainBranch(nn.Module):
+    """Everything one domain adds to the shared backbone; saved and loaded on its own.
+
+    With a shared policy trunk and per-domain trunk BN (`trunk_norms`), the domain also
+    owns its copy of the trunk's BN layers (see decathlon.models.shared_trunk)."""
+
+    def __init__(self, backbone: ResNet, num_classes: int, policy_kind: str,
+                 policy: nn.Module, copy_classifier: bool = False,
+                 trunk_norms: nn.ModuleList | None = None, trunk_bn: str | None = None):
+        super().__init__()
+        self.num_classes = num_classes
+        self.policy_kind = policy_kind
+        self.trunk_bn = trunk_bn
+        self.trunk_norms = trunk_norms
+        self.stem = copy.deepcopy(backbone.stem)
+        self.frozen_norms = nn.ModuleList(
+            nn.ModuleList(copy.deepcopy(bn) for bn in block.norms()) for block in backbone.blocks)
+        # Keyed by block index so blocks a policy never uses can be dropped.
+        self.tuned_blocks = nn.ModuleDict(
+            {str(i): copy.deepcopy(block) for i, block in enumerate(backbone.blocks)})
+        self.policy = policy
+        self.head_bn = copy.deepcopy(backbone.head_bn)
+        if copy_classifier:
+            if backbone.classifier.out_features != num_classes:
+                raise ValueError("copy_classifier needs the backbone's number of classes")
+            self.classifier = copy.deepcopy(backbone.classifier)
+        else:
+            self.classifier = nn.Linear(backbone.num_features, num_classes)
+        self.requires_grad_(True)
+        self.register_buffer("tuned_mask", torch.ones(len(backbone.blocks)), persistent=False)
+
+    def tuned_block(self, index: int) -> nn.Module | None:
+        key = str(index)
+        return self.tuned_blocks[key] if key in self.tuned_blocks else None
+
+    def stored_tuned_blocks(self) -> list[int]:
+        return sorted(int(key) for key in self.tuned_blocks)
+
+    def keep_tuned_blocks(self, indices) -> None:
+        """Drop every fine-tuned block not in ``indices``; those blocks become frozen."""
+        keep = {int(i) for i in indices}
+        for index in self.stored_tuned_blocks():
+            if index not in keep:
+                del self.tuned_blocks[str(index)]
+        stored = set(self.stored_tuned_blocks())
+        mask = [float(i in stored) for i in range(len(self.tuned_mask))]
+        self.tuned_mask.copy_(torch.tensor(mask))
+
+    def get_extra_state(self) -> dict:
+        state = {"num_classes": self.num_classes, "policy": self.policy_kind,
+                 "tuned_blocks": self.stored_tuned_blocks()}
+        return state if self.trunk_bn is None else {**state, "trunk_bn": self.trunk_bn}
+
+    def set_extra_state(self, state: dict) -> None:
+        if state != self.get_extra_state():
+            raise ValueError(f"domain state describes {state}, "
+                             f"this branch is {self.get_extra_state()}")

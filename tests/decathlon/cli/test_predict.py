@@ -1,0 +1,110 @@
+"""`decathlon assemble` and `decathlon predict`: one model file, every domain's predictions as
+the evaluation server's results.zip, identical across a fresh process."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from decathlon.benchmark.hparams import hparams, joint_hparams
+from decathlon.cli import main
+from decathlon.engine.trainer import JobSpec, run_job
+from decathlon.models import MODEL_FILE
+from decathlon.scoring.submission import read_results, validate_results
+
+
+@pytest.fixture(scope="module")
+def joint_job(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path_factory):
+    out = tmp_path_factory.mktemp("joint")
+    hp = joint_hparams("spottune_joint", ["dtd", "svhn"], "cpu_demo", dict(tiny_hparams, epochs=1))
+    final = run_job(JobSpec("spottune_joint", "dtd+svhn", str(tiny_decathlon), str(out), hp,
+                            backbone=str(tiny_backbone), device="cpu", progress=False, domains=("dtd", "svhn")))
+    return out, final
+
+
+def _by_id(path):
+    return {entry["image_id"]: entry["category_id"] for entry in read_results(path)}
+
+
+def _job_predictions(folder, files):
+    """{image_id: category_id} of a job's saved test predictions."""
+    from decathlon.data.domains import domain_of_id
+    found = {}
+    for file in files:
+        saved = np.load(folder / file)
+        for image_id, label in zip(saved["image_ids"].tolist(), saved["labels"].tolist()):
+            found[image_id] = domain_of_id(image_id).category_id_of(label)
+    return found
+
+
+def test_predict_writes_a_submission_the_server_would_accept_and_a_fresh_process_agrees(
+        joint_job, tiny_decathlon, tmp_path, capsys):
+    folder, final = joint_job
+    out = tmp_path / "results.zip"
+    assert main(["predict", "--model", str(folder / MODEL_FILE), "--data", str(tiny_decathlon), "--out", str(out),
+                 "--device", "cpu", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 domain(s)" in printed and "S: n/a" in printed   # imagenet12 by the backbone, SYNTHETIC data
+    checked = validate_results(out, require_full=False)
+    assert {"imagenet12", "dtd", "svhn"} == set(checked.coverage.index[checked.coverage["submitted"] > 0])
+    argmax_files = [e["splits"]["test"]["predictions"] for e in final["evaluations"] if e["eval_policy"] == "argmax"]
+    job = _job_predictions(folder, argmax_files)
+    assert {i: c for i, c in _by_id(out).items() if i in job} == job   # the job's own predictions
+
+    again = tmp_path / "again.zip"
+    done = subprocess.run([sys.executable, "-m", "decathlon", "predict", "--model", str(folder / MODEL_FILE),
+                           "--data", str(tiny_decathlon), "--out", str(again), "--device", "cpu", "--no-progress"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _by_id(again) == _by_id(out)
+
+
+def test_sampled_decisions_are_reproducible_and_s_needs_a_baseline(joint_job, tiny_decathlon, tmp_path, capsys):
+    folder, _ = joint_job
+    runs = []
+    for name in ("a.json", "b.json"):
+        assert main(["predict", "--model", str(folder / MODEL_FILE), "--data", str(tiny_decathlon), "--out",
+                     str(tmp_path / name), "--policy", "sample", "--seed", "3", "--device", "cpu",
+                     "--no-progress"]) == 0
+        runs.append(_by_id(tmp_path / name))
+    assert runs[0] == runs[1]
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"dtd": 0.5, "svhn": 0.5, "imagenet12": 0.5}))
+    capsys.readouterr()
+    assert main(["predict", "--model", str(folder / MODEL_FILE), "--data", str(tiny_decathlon), "--out",
+                 str(tmp_path / "c.json"), "--baseline-errors", str(baseline), "--device", "cpu",
+                 "--no-progress"]) == 0
+    assert "S = " in capsys.readouterr().out
+
+
+def test_assembled_per_domain_jobs_predict_what_each_job_predicted(tiny_decathlon, tiny_backbone, tiny_hparams,
+                                                                   tmp_path, capsys):
+    jobs = []
+    for domain in ("dtd", "svhn"):
+        hp = hparams("spottune", domain, "cpu_demo", dict(tiny_hparams, epochs=1))
+        jobs.append(tmp_path / domain)
+        run_job(JobSpec("spottune", domain, str(tiny_decathlon), str(jobs[-1]), hp, backbone=str(tiny_backbone),
+                        device="cpu", progress=False))
+    model = tmp_path / "model.pt"
+    assert main(["assemble", *map(str, jobs), "--out", str(model)]) == 0
+    assert main(["predict", "--model", str(model), "--data", str(tiny_decathlon), "--out", str(tmp_path / "r.zip"),
+                 "--device", "cpu", "--no-progress"]) == 0
+    predicted = _by_id(tmp_path / "r.zip")
+    for job in jobs:
+        own = _job_predictions(job, ["predictions_test.npz"])
+        assert {i: predicted[i] for i in own} == own
+    assert main(["assemble", str(jobs[0]), str(jobs[0]), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "a second job for domain 'dtd'" in capsys.readouterr().err
+
+
+def test_bad_inputs_exit_2_with_one_line(joint_job, tiny_decathlon, tmp_path, capsys):
+    folder, _ = joint_job
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    assert main(["predict", "--model", str(tmp_path / "bad.pt"), "--data", str(tiny_decathlon), "--out",
+                 str(tmp_path / "r.zip"), "--no-progress"]) == 2
+    assert "cannot read a SpotTune model file" in capsys.readouterr().err
+    assert main(["predict", "--model", str(folder / MODEL_FILE), "--data", str(tmp_path), "--out",
+                 str(tmp_path / "r.zip"), "--no-progress"]) == 2
+    assert "no manifest here" in capsys.readouterr().err
+    assert not (tmp_path / "r.zip").exists()
