@@ -62,11 +62,20 @@ def trunk_features(trunk: ResNet, x: torch.Tensor, norms: list | None) -> torch.
 
 
 def group_features(trunk: ResNet, xs: list, domain_norms: list | None) -> list:
-    """Trunk features of several domains' batches, the convolutions run once on all of
-    them; `domain_norms`: each batch's domain's BN copies (None: the trunk's shared BNs)."""
-    sizes = [x.shape[0] for x in xs]
-    x = xs[0] if len(xs) == 1 else torch.cat(xs)
-    norms = None
-    if domain_norms is not None:
-        norms = [SlicedNorm([own[layer] for own in domain_norms], sizes) for layer in range(len(domain_norms[0]))]
-    return list(torch.split(trunk_features(trunk, x, norms), sizes))
+    """Trunk features of several domains' batches, the convolutions run once on all the
+    batches of one image size (domains differ: 64 crops, 72x72, 144x72); `domain_norms`:
+    each batch's domain's BN copies (None: the trunk's shared BNs)."""
+    features = [None] * len(xs)
+    by_size = {}
+    for index, x in enumerate(xs):
+        by_size.setdefault(tuple(x.shape[1:]), []).append(index)
+    for indices in by_size.values():
+        sizes = [xs[i].shape[0] for i in indices]
+        x = xs[indices[0]] if len(indices) == 1 else torch.cat([xs[i] for i in indices])
+        norms = None
+        if domain_norms is not None:
+            norms = [SlicedNorm([domain_norms[i][layer] for i in indices], sizes)
+                     for layer in range(len(domain_norms[indices[0]]))]
+        for i, part in zip(indices, torch.split(trunk_features(trunk, x, norms), sizes)):
+            features[i] = part
+    return features

@@ -86,3 +86,13 @@ def test_model_file_round_trips_every_domain(tmp_path):
     torch.save({"kind": "backbone"}, tmp_path / "backbone.pt")
     with pytest.raises(ValueError, match="field 'kind' is 'backbone', expected 'spottune_multidomain'"):
         SpotTuneNet.load(tmp_path / "backbone.pt")
+
+
+def test_batches_of_different_image_sizes_share_a_pass_per_size():
+    net = joint_net().eval()
+    generator = torch.Generator().manual_seed(3)
+    xs = [torch.randn(3, 3, h, 24, generator=generator, dtype=torch.float64) for h in (24, 32, 24)]
+    with torch.no_grad():
+        together = net.group_policy_logits(xs, DOMAINS)
+        apart = [net.policy_logits(x, domain) for x, domain in zip(xs, DOMAINS)]
+    assert all(torch.allclose(a, b, rtol=1e-10, atol=1e-12) for a, b in zip(together, apart))
