@@ -118,6 +118,8 @@ def _baseline_errors(scored, column, source, published, split) -> tuple:
         return published_baseline_errors(), ("S baseline: the published Finetune test errors "
                                               "(ImNet scored with the pretraining job's accuracy).")
     finetune = scored[scored["method"] == BASELINE_METHOD]
+    if (finetune["variant"] == BASELINE_METHOD).any():   # the preset's own, not a variant with overrides
+        finetune = finetune[finetune["variant"] == BASELINE_METHOD]
     if finetune.empty:
         return None, (f"S: n/a, this run has no {BASELINE_METHOD} jobs scored on {split}, and on val or "
                       "synthetic data S needs the run's own finetune errors as its baseline.")

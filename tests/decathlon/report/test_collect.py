@@ -205,3 +205,18 @@ def test_backbone_labels_say_where_the_backbone_came_from():
     imported = {"kind": "imported", "file": "w/backbone.pt", "sha256": "cd" * 32,
                 "source": {"kind": "imported", "name": "resnet26_pretrained.t7", "sha256": "ef" * 32}}
     assert backbone_label(imported) == f"imported resnet26_pretrained.t7 (sha256 {'ef' * 6})"
+
+
+def test_s_baseline_is_the_presets_own_finetune_not_a_variant(tmp_path, write_run):
+    run = write_run(tmp_path)
+    for path in run.glob("jobs/*/finetune/*/seed*/final.json"):   # the same jobs again, in bf16, worse
+        variant = path.parent.parent.parent.parent / "finetune-bf16" / path.parent.parent.name / path.parent.name
+        variant.mkdir(parents=True)
+        final = json.loads(path.read_text())
+        final["spec"]["extra"]["overrides"] = {"precision": "bf16"}
+        final["splits"] = {s: dict(e, accuracy=e["accuracy"] - 0.2) for s, e in final["splits"].items()}
+        (variant / "final.json").write_text(json.dumps(final))
+        (variant / "done").write_text("")
+    table = board(collect(run))
+    assert table.value("finetune", "S") == pytest.approx(750)   # its own baseline: 250 per domain, ImNet included
+    assert table.value("finetune (precision=bf16)", "S") < 2500
