@@ -18,7 +18,8 @@ from decathlon.report.write import report
 from decathlon.data.domains import TARGET_DOMAINS, get_domain
 from decathlon.engine import distributed
 from decathlon.engine.checkpoint import CheckpointError
-from decathlon.benchmark.hparams import PRECISIONS, PRESETS, parse_overrides
+from decathlon.benchmark.hparams import PRESETS
+from decathlon.cli.train import add_execution_arguments, overrides_from
 from decathlon.data.manifest import ManifestError
 from decathlon.methods import METHODS, get_method
 
@@ -50,12 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                            "backbone.pt or the public resnet26_pretrained.t7 (converted as "
                                            "`decathlon import-backbone` does); recorded in every result")
     parser.add_argument("--hparam", action="append", metavar="KEY=VALUE", help="override a hyperparameter")
-    parser.add_argument("--precision", choices=PRECISIONS,
-                        help="fp32 (TF32 allowed on CUDA) or bf16 autocast; default: the preset's (fp32); "
-                             "a deliberate difference, shown in the tables")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
-    parser.add_argument("--no-cuda-graphs", action="store_true",
-                        help="on CUDA, run training steps eagerly instead of replaying them from CUDA graphs")
+    add_execution_arguments(parser)
     parser.add_argument("--jobs-per-device", type=int,
                         help="jobs run at once per device (per torchrun rank), each in its own process; "
                              "default: 4 on a GPU of 40 GiB or more, 2 on a smaller GPU, 1 on a CPU")
@@ -78,9 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    overrides = parse_overrides(args.hparam)
-    if args.precision:
-        overrides["precision"] = args.precision
+    overrides = overrides_from(args)
     config = BenchmarkConfig(args.data, args.out, args.methods, args.domains, args.config, args.protocol,
                              args.seeds, args.device, overrides, args.compile, not args.no_progress,
                              cuda_graphs=False if args.no_cuda_graphs else None,

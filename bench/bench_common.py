@@ -4,6 +4,7 @@ description of the machine a figure was measured on."""
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import re
@@ -41,41 +42,6 @@ class FixedDecisions:
         return self.matrix
 
 
-def training_step(method, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``Method.update`` without reading the loss back: no host synchronisation, so the
-    step (forward, backward, SGD step) can be captured in a CUDA graph."""
-    method.net.train()
-    method.optimizer.zero_grad(set_to_none=True)
-    with method.autocast():
-        loss, _ = method.training_loss(x, y)
-    loss.backward()
-    method.optimizer.step()
-    # SpotTune methods keep the last decisions, and with them the step's autograd graph,
-    # alive; PyTorch warns that a graph kept from the warm-up steps (another stream) can
-    # break the capture of the next step (a capture with it kept failed on an H200).
-    if getattr(method.net, "last_decisions", None) is not None:
-        method.net.last_decisions = method.net.last_decisions.detach()
-    return loss
-
-
-def cuda_graphed(step, warmup: int = 3):
-    """Capture ``step()`` in a CUDA graph, after ``warmup`` eager calls on a side stream
-    (optimizer state, cuDNN autotuning); returns the graph's ``replay``. Each replay
-    reruns the step on the tensors captured (same inputs, fresh random numbers)."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(warmup):
-            step()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    graph.replay()
-    torch.cuda.synchronize()   # a failing replay fails here, not in a later timing
-    return graph.replay
-
-
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
@@ -106,3 +72,13 @@ def machine_info(device: torch.device) -> dict:
     if hasattr(os, "getloadavg"):
         info["load_average_1m_before"] = os.getloadavg()[0]
     return info
+
+
+def write_report(report: dict, out: Path, markdown) -> Path:
+    """`out` (.json) and its .md page beside it; prints the page. Returns the json path."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return out

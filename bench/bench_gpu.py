@@ -1,22 +1,18 @@
 """GPU throughput of the full-width models: finetune vs SpotTune training, routed vs dense inference.
 
-Full-width (1.0) ResNet-26 on synthetic full-size batches: random uint8 3x72x72 images
-kept on the GPU and normalised there every step, as the shard loader delivers them; bf16
-autocast and channels_last, as the engine trains on CUDA. For each batch size:
-
-- training: ``update()`` of the ``finetune`` and ``spottune`` methods (images/s, median
-  step time, peak ``torch.cuda.max_memory_allocated``); ratio spottune / finetune;
-- inference: a one-domain ``SpotTuneNet`` in eval mode with a fixed decision matrix where
-  each (image, block) decision is 1 with probability 0.5, ``routed=True`` vs
-  ``routed=False`` (checked to agree first, in float32), and the plain ResNet-26 as a
-  reference; ratio routed / dense (time per batch);
-- optionally ``torch.compile`` of the finetune network (in a child process, so a compile
-  that overruns its time budget is stopped and reported, as is one that fails).
-
-The whole run is budgeted (``--budget`` seconds, 420 by default: under 8 minutes with
-start-up); a part that would not fit is skipped and reported. ``--quick``: batch 128
-only, shorter timings, no compile (about a minute). Imports only torch and
-decathlon.{models, methods, hparams}. Writes ``results/bench/gpu_<gpu name>.json``/``.md``.
+Full-width ResNet-26 on synthetic uint8 3x72x72 batches kept on the GPU and normalised
+there every step, bf16 autocast and channels_last. For each batch size:
+- training: the engine's step runners on the ``finetune`` and ``spottune`` methods, eager
+  and replayed from a CUDA graph (images/s, median step time, peak memory); spottune /
+  finetune ratios;
+- inference: a one-domain ``SpotTuneNet`` in eval mode, its policy network run and a fixed
+  50% decision matrix used, ``routed=True`` vs ``routed=False`` (checked to agree first, in
+  float32), the plain ResNet-26 as a reference, and what ``routed=None`` picks;
+- optionally ``torch.compile`` of the finetune network (in a child process, stopped at its
+  time budget).
+The whole run is budgeted (``--budget`` seconds, 420 by default); a part that would not
+fit is skipped and reported. ``--quick``: batch 128 only, shorter timings, no compile.
+Writes ``results/bench/gpu_<gpu name>.json``/``.md``.
 
     python bench/bench_gpu.py                  # on a CUDA machine
     python bench/bench_gpu.py --allow-cpu --quick --out-dir /tmp/bench   # CPU smoke test
@@ -24,9 +20,7 @@ decathlon.{models, methods, hparams}. Writes ``results/bench/gpu_<gpu name>.json
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -34,84 +28,17 @@ from pathlib import Path
 
 import torch
 
+from bench_common import FixedDecisions, backbone_state, machine_info, slug, synchronize, write_report
 from decathlon.benchmark.hparams import hparams
+from decathlon.engine.step import EagerStep, GraphedStep, configure_precision
 from decathlon.methods import METHODS
-from bench_common import FixedDecisions, backbone_state, machine_info, slug, synchronize
 from decathlon.models import SpotTuneNet, resnet26
+from decathlon.models.routing import routing_pays
 from gpu_markdown import markdown
+from gpu_timing import (NUM_CLASSES, Settings, autocast, elapsed, measure, peak_gib, reset_memory,
+                        synthetic_batch)
 
 DOMAIN = "cifar100"
-NUM_CLASSES = 100
-MEAN = (0.485, 0.456, 0.406)   # any fixed values: the cost of normalising is what counts
-STD = (0.229, 0.224, 0.225)
-STARTED = time.perf_counter()
-
-
-class Settings:
-    """What a run measures: full GPU run, --quick, or the tiny CPU smoke version."""
-
-    def __init__(self, args, device: torch.device):
-        self.device = device
-        cpu = device.type == "cpu"
-        self.width = 0.125 if cpu else 1.0
-        self.size = 32 if cpu else 72
-        self.batches = [8] if cpu else ([128] if args.quick else [128, 256])
-        self.warmup = 1 if cpu else (3 if args.quick else 5)
-        self.min_steps = 3 if cpu else 5
-        self.seconds = 1.0 if cpu else (3.0 if args.quick else 12.0)   # per timed part
-        self.max_steps = 6 if cpu else 200
-        self.compile = args.compile if args.compile is not None else not (args.quick or cpu)
-        self.compile_budget = args.compile_budget
-        self.budget = args.budget
-
-
-def elapsed() -> float:
-    return time.perf_counter() - STARTED
-
-
-def reset_memory(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_gib(device: torch.device) -> float | None:
-    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-
-
-def autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def synthetic_batch(batch: int, size: int, device: torch.device, seed: int = 0):
-    """uint8 images and labels on the device, and the on-device normalisation."""
-    generator = torch.Generator(device=device).manual_seed(seed)
-    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device, generator=generator)
-    labels = torch.randint(0, NUM_CLASSES, (batch,), device=device, generator=generator)
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
-    inv_std = 1 / (torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255)
-
-    def normalised() -> torch.Tensor:
-        x = (images.float() - mean) * inv_std
-        return x.contiguous(memory_format=torch.channels_last)
-
-    return normalised, labels
-
-
-def measure(fn, s: Settings, images: int) -> dict:
-    """Warm-up calls, then timed calls (synchronised) for about `s.seconds`; medians."""
-    for _ in range(s.warmup):
-        fn()
-    synchronize(s.device)
-    times, start = [], time.perf_counter()
-    while len(times) < s.min_steps or (time.perf_counter() - start < s.seconds and len(times) < s.max_steps):
-        t0 = time.perf_counter()
-        fn()
-        synchronize(s.device)
-        times.append(time.perf_counter() - t0)
-    median = statistics.median(times)
-    return {"step_ms": 1e3 * median, "images_per_s": images / median, "steps": len(times)}
 
 
 def build_method(name: str, s: Settings):
@@ -119,22 +46,23 @@ def build_method(name: str, s: Settings):
     torch.manual_seed(0)
     method = METHODS[name](NUM_CLASSES, params, backbone_state(s.width)).to(s.device)
     method = method.to(memory_format=torch.channels_last)
-    method.autocast = lambda: autocast(s.device)   # as the engine does on CUDA
+    configure_precision(method, "bf16", s.device)   # as the engine does with --precision bf16
     return method
 
 
-def bench_training(name: str, batch: int, s: Settings) -> dict:
+def bench_training(name: str, batch: int, s: Settings, graphs: bool) -> dict:
+    """One method's training step, eager or replayed from a CUDA graph (the engine's runners)."""
     reset_memory(s.device)
     method = build_method(name, s)
     normalised, labels = synthetic_batch(batch, s.size, s.device)
-    step = lambda: method.update(normalised(), labels)  # noqa: E731
-    for _ in range(s.warmup):   # warm-up before the peak is reset: cudnn autotuning buffers
+    runner = GraphedStep(method) if graphs else EagerStep(method)
+    step = lambda: runner(normalised(), labels)  # noqa: E731
+    for _ in range(s.warmup):   # warm-up before the peak is reset: cudnn autotuning buffers, graph capture
         step()
     synchronize(s.device)
     reset_memory(s.device)
     result = measure(step, s, batch)
     result["peak_memory_gib"] = peak_gib(s.device)
-    del method
     return result
 
 
@@ -148,7 +76,7 @@ def bench_inference(batch: int, s: Settings) -> dict:
         parameter.add_(0.05 * torch.randn_like(parameter))
     net = net.to(s.device).to(memory_format=torch.channels_last).eval()
     decisions = torch.bernoulli(torch.full((batch, net.num_blocks), 0.5), generator=torch.Generator().manual_seed(2))
-    net.decisions = FixedDecisions(decisions.to(s.device))
+    net.decisions = FixedDecisions(decisions.to(s.device), policy=net.decisions)   # the policy net runs too
     plain = resnet26(NUM_CLASSES, s.width).to(s.device).to(memory_format=torch.channels_last).eval()
     normalised, _ = synthetic_batch(batch, s.size, s.device, seed=1)
 
@@ -174,7 +102,7 @@ def bench_inference(batch: int, s: Settings) -> dict:
             return plain(normalised())
 
     result = {"dense": measure(forward(False), s, batch), "routed": measure(forward(True), s, batch),
-              "resnet26": measure(plain_forward, s, batch)}
+              "resnet26": measure(plain_forward, s, batch), "auto_routes": routing_pays(x)}
     result["routed_over_dense"] = result["routed"]["step_ms"] / result["dense"]["step_ms"]
     result.update(fraction_tuned=float(decisions.mean()), max_abs_diff_fp32=max_diff,
                   bf16_same_argmax=same_class)
@@ -191,7 +119,7 @@ def compile_child(args) -> None:
     # In place (nn.Module.compile), not Method.wrap(torch.compile): Method.train_net tests
     # the wrapper's truth value, which an OptimizedModule refuses (it raises on len()).
     method.net.compile()
-    normalised, labels = synthetic_batch(args.batch, s.size, device)
+    normalised, labels = synthetic_batch(args.batch, s.size, device)   # eager step, compiled network
     start = time.perf_counter()
     method.update(normalised(), labels)
     synchronize(device)
@@ -243,12 +171,15 @@ def run(s: Settings, log) -> dict:
         log(f"{section} {key}: {json.dumps(report[section][key])}")
 
     per_part = s.seconds + 10
+    kinds = (("eager", False), ("cuda graph", True)) if s.device.type == "cuda" else (("eager", False),)
     for batch in s.batches:
-        for name in ("finetune", "spottune"):
-            part("training", f"{name}_b{batch}", per_part, lambda n=name, b=batch: bench_training(n, b, s))
-        ft, st = (report["training"].get(f"{n}_b{batch}", {}) for n in ("finetune", "spottune"))
-        if "step_ms" in ft and "step_ms" in st:
-            report["training"][f"ratio_b{batch}"] = st["step_ms"] / ft["step_ms"]
+        for kind, graphs in kinds:
+            for name in ("finetune", "spottune"):
+                part("training", f"{name} ({kind})_b{batch}", per_part,
+                     lambda n=name, b=batch, g=graphs: bench_training(n, b, s, g))
+            ft, st = (report["training"].get(f"{n} ({kind})_b{batch}", {}) for n in ("finetune", "spottune"))
+            if "step_ms" in ft and "step_ms" in st:
+                report["training"][f"ratio ({kind})_b{batch}"] = st["step_ms"] / ft["step_ms"]
     for batch in s.batches:
         part("inference", f"b{batch}", 3 * per_part, lambda b=batch: bench_inference(b, s))
     if s.compile:
@@ -296,12 +227,7 @@ def main(argv=None) -> int:
     report["elapsed_s"] = elapsed()
     report["imports_pycocotools"] = any(name.startswith("pycocotools") for name in sys.modules)
     name = "cpu-smoke" if device.type == "cpu" else slug(machine["gpu_name"])
-    out = args.out_dir / f"gpu_{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    write_report(report, args.out_dir / f"gpu_{name}.json", markdown)
     return 0
 
 

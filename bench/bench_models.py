@@ -31,20 +31,20 @@ inputs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
+import types
 import time
 from functools import partial
 from pathlib import Path
 
 import torch
 
+from bench_common import FixedDecisions, backbone_state, machine_info, synchronize
 from decathlon.benchmark.hparams import hparams
+from decathlon.engine.step import EagerStep, GraphedStep, configure_precision
 from decathlon.methods import METHODS
-from bench_common import (FixedDecisions, backbone_state, cuda_graphed, machine_info,
-                          synchronize, training_step)
 from decathlon.models import SpotTuneNet, resnet26
 from decathlon.models.routing import FOLDED_DEVICES, routing_pays
 
@@ -101,11 +101,10 @@ def verdict(ratio: float, target: float) -> str:
 
 
 def precision(args, device: torch.device):
-    """The autocast context the timed calls run in (bf16 with --bf16)."""
-    if args.bf16:
-        # No autocast weight cache: a CUDA graph would replay casts into freed cache memory.
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
-    return contextlib.nullcontext
+    """The autocast context the timed calls run in (bf16 with --bf16), as the engine sets it."""
+    holder = types.SimpleNamespace()
+    configure_precision(holder, "bf16" if args.bf16 else "fp32", device)
+    return holder.autocast
 
 
 def prepared(module, args, device: torch.device):
@@ -132,8 +131,8 @@ def bench_training(args, device: torch.device) -> dict:
         method.autocast = precision(args, device)
         if side.endswith("_unfused"):
             method.net.spottune.fused = False
-        step = partial(training_step, method, x, y)
-        sides[side] = cuda_graphed(step) if args.graphs else step
+        # The engine's own step runners: eager, or replayed from a CUDA graph.
+        sides[side] = partial(GraphedStep(method) if args.graphs else EagerStep(method), x, y)
     times = interleaved(sides, device, args.warmup, args.rounds, args.steps)
     return compare(times, "finetune", "spottune", args.steps, TRAIN_TARGET)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from bench_common import machine_info, slug
+from bench_common import machine_info, slug, write_report
 from data_prep.prepare import prepare
 from data_prep.synthetic import generate
 from decathlon.benchmark.hparams import hparams, pretrain_hparams
@@ -192,12 +192,8 @@ def main(argv=None) -> int:
                           "pretrain_batch": pretrain_hparams("spottune_paper")["batch_size"]}
     report["projections"] = project(report, geometry_of, tuple(METHODS), s.jobs_per_device)
     name = "cpu" if device.type == "cpu" else slug(report["machine"]["gpu_name"])
-    out = args.out_dir / f"protocol_{name}{'-smoke' if args.smoke else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
-    print(f"wrote {out} and {out.with_suffix('.md')}; {time.perf_counter() - started:.0f} s in all")
+    write_report(report, args.out_dir / f"protocol_{name}{'-smoke' if args.smoke else ''}.json", markdown)
+    print(f"{time.perf_counter() - started:.0f} s in all")
     return 0
 
 

@@ -14,6 +14,8 @@ def markdown(report: dict) -> str:
              f"ResNet-26 width {s['width']}, synthetic uint8 3x{s['size']}x{s['size']} images normalised on the "
              f"device, bf16 autocast, channels_last; medians of timed steps after {s['warmup']} warm-up steps.", "",
              "## Training (update(): forward, backward, SGD step)", "",
+             "`eager`: the engine's EagerStep; `cuda graph`: its GraphedStep, the step captured whole and "
+             "replayed (the engine's default on CUDA).", "",
              "| method | batch | step (ms) | images/s | peak memory (GiB) |", "|---|---:|---:|---:|---:|"]
     training = report["training"]
     for key, row in training.items():
@@ -27,17 +29,19 @@ def markdown(report: dict) -> str:
             lines.append(f"| {name} | {batch} | {row.get('status')}: {row.get('error', '')} | | |")
     for key, ratio in training.items():
         if key.startswith("ratio"):
-            lines.append(f"\nspottune / finetune step time, batch {key[7:]}: **{ratio:.2f}x**")
-    lines += ["", "## Inference (SpotTuneNet, half of the decisions fine-tuned)", "",
-              "| batch | dense (ms) | routed (ms) | routed / dense | ResNet-26 (ms) | dense img/s | routed img/s |",
-              "|---:|---:|---:|---:|---:|---:|---:|"]
+            kind, batch = key[len("ratio ("):].rsplit(")_b", 1)
+            lines.append(f"\nspottune / finetune step time, {kind}, batch {batch}: **{ratio:.2f}x**")
+    lines += ["", "## Inference (SpotTuneNet, half of the decisions fine-tuned, policy network included)", "",
+              "| batch | dense (ms) | routed (ms) | routed / dense | routed=None picks | ResNet-26 (ms) | dense img/s "
+              "| routed img/s |", "|---:|---:|---:|---:|---|---:|---:|---:|"]
     for key, row in report["inference"].items():
         if "routed" in row:
+            picks = "routed" if row.get("auto_routes") else "dense"
             lines.append(f"| {key[1:]} | {row['dense']['step_ms']:.1f} | {row['routed']['step_ms']:.1f} | "
-                         f"**{row['routed_over_dense']:.2f}x** | {row['resnet26']['step_ms']:.1f} | "
+                         f"**{row['routed_over_dense']:.2f}x** | {picks} | {row['resnet26']['step_ms']:.1f} | "
                          f"{row['dense']['images_per_s']:,.0f} | {row['routed']['images_per_s']:,.0f} |")
         else:
-            lines.append(f"| {key[1:]} | {row.get('status')}: {row.get('error', '')} | | | | | |")
+            lines.append(f"| {key[1:]} | {row.get('status')}: {row.get('error', '')} | | | | | | |")
     if report["compile"]:
         lines += ["", "## torch.compile (finetune)", ""]
         for key, row in report["compile"].items():

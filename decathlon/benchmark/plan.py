@@ -63,21 +63,23 @@ def _backbone_tag(config: BenchmarkConfig) -> str:
 
 def pretrain_folder(config: BenchmarkConfig) -> Path:
     """The pretraining job, or with --backbone the given backbone's evaluation on imagenet12."""
-    name = f"{config.preset}{_override_tag(config.overrides)}{_backbone_tag(config)}-seed0"
+    name = f"{config.preset}{_override_tag(pretrain_overrides(config))}{_backbone_tag(config)}-seed0"
     return Path(config.out) / "pretrain" / name
 
 
 def plan_jobs(config: BenchmarkConfig, backbone: Path) -> list:
     """Every job of the run, in a fixed order: one per (method, domain, seed), or for a
     multi-domain method (spottune_joint) one per seed over all the run's domains."""
-    group = Path(config.out) / "jobs" / (f"{config.preset}-{config.protocol}{_override_tag(config.overrides)}"
-                                         f"{_backbone_tag(config)}")
     jobs = []
     for seed in range(config.seeds):
         for method in config.methods:
             joint = METHODS[method].multi_domain
             for domains in ([config.domains] if joint else [(d,) for d in config.domains]):
                 overrides = _known(config.overrides, method, domains[0], config.preset)
+                # Named by the overrides that apply to the method: a job they do not change is
+                # the preset's own job, found (and reused) where a run without them put it.
+                group = Path(config.out) / "jobs" / (f"{config.preset}-{config.protocol}{_override_tag(overrides)}"
+                                                     f"{_backbone_tag(config)}")
                 hp = (joint_hparams(method, domains, config.preset, overrides) if joint
                       else hparams(method, domains[0], config.preset, overrides))
                 label = domain_label(domains)

@@ -23,14 +23,19 @@ def add_common_arguments(parser) -> None:
                         help="override one hyperparameter (JSON value); repeatable")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    add_execution_arguments(parser)
+    parser.add_argument("--resume", action="store_true", help="continue from the job's last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_execution_arguments(parser) -> None:
+    """--precision, --compile, --no-cuda-graphs (shared with run_decathlon.py)."""
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="fp32 (TF32 allowed on CUDA) or bf16 autocast; default: the preset's (fp32); "
                              "recorded, and shown in the tables when it differs from the preset")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     parser.add_argument("--no-cuda-graphs", action="store_true",
                         help="on CUDA, run the training step eagerly instead of replaying it from a CUDA graph")
-    parser.add_argument("--resume", action="store_true", help="continue from the job's last checkpoint")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def overrides_from(args) -> dict:

@@ -27,7 +27,8 @@ BASELINE_METHOD = "finetune"   # the run's own baseline of S where the published
 EVAL_SPLITS = ("val", "test")
 JOB_PATTERNS = ("pretrain/*", "jobs/*/*/*/seed*")
 
-JOB_COLUMNS = ["path", "preset", "protocol", "method", "eval_policy", "options", "variant", "domain", "seed",
+JOB_COLUMNS = ["path", "preset", "protocol", "method", "eval_policy", "options", "overrides", "variant", "domain",
+               "seed",
                "synthetic", "backbone", "preset_protocol", "val_accuracy", "test_accuracy", "val_images",
                "test_images", "test_predictions", "stored_total", "stored_classifier", "stored_shared",
                "reference_parameters"]
@@ -182,8 +183,10 @@ def _job_rows(folder: Path, final: dict) -> list:
     path_preset, path_protocol = _preset_protocol_from_path(folder)
     extra, stored = spec.get("extra") or {}, final.get("stored_parameters", {})
     options = options_label(extra.get("overrides"))
+    overrides = tuple(sorted(f"{k}={json.dumps(v)}" for k, v in (extra.get("overrides") or {}).items()))
     common = {"path": str(folder), "preset": extra.get("preset", path_preset),
               "protocol": spec.get("protocol", path_protocol), "method": spec["method"], "options": options,
+              "overrides": overrides,
               "seed": int(spec.get("seed", 0)), "synthetic": bool(final.get("synthetic")),
               "backbone": backbone_label(final.get("backbone")), "preset_protocol": extra.get("preset_protocol"),
               "stored_shared": stored.get("shared", 0), "reference_parameters": final.get("reference_parameters")}

@@ -85,18 +85,31 @@ def leaderboards(collection: Collection) -> list:
     return boards
 
 
+def _source(pretraining: pd.DataFrame, column: str, overrides: tuple) -> pd.Series:
+    """The ImNet accuracies of a variant: the pretraining jobs made with the most of its
+    overrides and none other (e.g. precision=bf16 pretrained in bf16; trunk_bn, which
+    pretraining does not have, the preset's own pretraining)."""
+    fits = pretraining[pretraining["overrides"].map(lambda own: set(own) <= set(overrides))]
+    if fits.empty:
+        return fits[column]
+    most = fits["overrides"].map(len).max()
+    return fits.loc[fits["overrides"].map(len) == most, column].dropna()
+
+
 def _leaderboard(collection, group, synthetic, preset, protocol, backbone, split) -> Leaderboard:
     column = f"{split}_accuracy"
     pretraining = collection.pretraining()
-    source = pretraining[(pretraining["preset"] == preset) & (pretraining["synthetic"] == synthetic)
-                         & (pretraining["backbone"] == backbone)][column].dropna()
+    pretraining = pretraining[(pretraining["preset"] == preset) & (pretraining["synthetic"] == synthetic)
+                              & (pretraining["backbone"] == backbone)]
     scored = group[group[column].notna()]
     published = split == "test" and not synthetic
+    source = _source(pretraining, column, ())   # the preset's own, as the finetune baseline has it
     errors, baseline = _baseline_errors(scored, column, source, published, split)
     cells, notes = [], []
     for variant in sorted(scored["variant"].unique(), key=lambda v: (v != BASELINE_METHOD, v)):
         jobs = scored[scored["variant"] == variant]
-        cells += _variant_cells(variant, jobs, column, source, errors, notes)
+        cells += _variant_cells(variant, jobs, column, _source(pretraining, column, jobs["overrides"].iloc[0]),
+                                errors, notes)
     if published:
         cells += _published_cells()
     if source.empty:

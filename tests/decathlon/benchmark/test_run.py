@@ -69,3 +69,16 @@ def test_joint_spottune_is_one_job_and_one_row_with_a_cell_per_domain(tiny_decat
                for path in (results / "plots").iterdir())
     assembled = SpotTuneNet.load(next(out.glob(f"models/spottune-seed0/{MODEL_FILE}")))
     assert set(assembled.domains) == {"dtd", "svhn"} and assembled.info["method"] == "spottune"
+
+
+def test_job_folders_are_named_by_the_overrides_that_apply_to_each_method(tmp_path):
+    from decathlon.benchmark.plan import BenchmarkConfig, plan_jobs, pretrain_folder
+
+    config = BenchmarkConfig(out=str(tmp_path), methods=("finetune", "spottune_joint"), domains=("dtd", "svhn"),
+                             overrides={"trunk_bn": "shared"})
+    folders = {spec.method: Path(spec.out).parts[-4] for spec in plan_jobs(config, tmp_path / "backbone.pt")}
+    assert folders["finetune"] == "cpu_demo-train"   # unchanged by trunk_bn: the preset's own job
+    assert folders["spottune_joint"].startswith("cpu_demo-train-h")
+    assert pretrain_folder(config).name == "cpu_demo-seed0"
+    bf16 = BenchmarkConfig(out=str(tmp_path), methods=("finetune",), overrides={"precision": "bf16"})
+    assert pretrain_folder(bf16).name.startswith("cpu_demo-h")   # precision changes pretraining too

@@ -217,6 +217,17 @@ def test_s_baseline_is_the_presets_own_finetune_not_a_variant(tmp_path, write_ru
         final["splits"] = {s: dict(e, accuracy=e["accuracy"] - 0.2) for s, e in final["splits"].items()}
         (variant / "final.json").write_text(json.dumps(final))
         (variant / "done").write_text("")
+    pretrain = next(run.glob("pretrain/*"))   # and a bf16 pretraining, 10 points worse
+    bf16 = pretrain.parent / "cpu_demo-hbf16-seed0"
+    bf16.mkdir()
+    final = json.loads((pretrain / "final.json").read_text())
+    final["spec"]["extra"]["overrides"] = {"precision": "bf16"}
+    final["splits"] = {s: dict(e, accuracy=e["accuracy"] - 0.1) for s, e in final["splits"].items()}
+    (bf16 / "final.json").write_text(json.dumps(final))
+    (bf16 / "done").write_text("")
     table = board(collect(run))
     assert table.value("finetune", "S") == pytest.approx(750)   # its own baseline: 250 per domain, ImNet included
-    assert table.value("finetune (precision=bf16)", "S") < 2500
+    assert table.value("finetune (precision=bf16)", "S") < 750
+    assert table.value("finetune", "imagenet12") == pytest.approx(40.0)   # each variant its own pretraining
+    assert table.value("finetune (precision=bf16)", "imagenet12") == pytest.approx(30.0)
+    assert table.value("spottune (eval argmax)", "imagenet12") == pytest.approx(40.0)

@@ -1,0 +1,32 @@
+"""The GPU benchmarks' code paths, in their CPU smoke modes (the figures themselves need a GPU)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(script, *args, timeout=300):
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_bench_gpu_smoke_writes_its_report(tmp_path):
+    _run("bench_gpu.py", "--allow-cpu", "--quick", "--out-dir", str(tmp_path))
+    report = json.loads((tmp_path / "gpu_cpu-smoke.json").read_text())
+    assert {"finetune (eager)_b8", "spottune (eager)_b8", "ratio (eager)_b8"} <= set(report["training"])
+    assert report["inference"]["b8"]["routed_over_dense"] > 0
+    assert "spottune / finetune step time, eager, batch 8" in (tmp_path / "gpu_cpu-smoke.md").read_text()
+
+
+def test_bench_protocol_smoke_projects_every_paper_protocol(tmp_path):
+    _run("bench_protocol.py", "--allow-cpu", "--smoke", "--out-dir", str(tmp_path), "--data-root",
+         str(tmp_path / "data"), timeout=600)
+    report = json.loads((tmp_path / "protocol_cpu-smoke.json").read_text())
+    assert {row["preset"] for row in report["projections"]} == {"spottune_paper", "adapters_paper"}
+    assert all(row["total_h"] > row["pretrain_h"] > 0 for row in report["projections"])
+    assert set(report["single"]) == {f"{m}/{d}" for m in ("finetune", "parallel_adapters", "spottune")
+                                     for d in ("cifar100", "svhn", "daimlerpedcls")}
