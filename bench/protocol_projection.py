@@ -5,18 +5,20 @@ measured training rate, plus its evaluations over the measured evaluation rate:
 per-epoch val under protocol train, and the final val/test passes once per test-time
 policy. Jobs N at a time share the device at the measured concurrency c (summed rate of
 N jobs over one job's): their total is max(sum of job times / c, longest job x N / c).
-Pretraining is one job, alone on the device.
+Pretraining is one job, alone on the device; spottune_joint is one job over all domains.
 """
 from __future__ import annotations
 
 from decathlon.benchmark.hparams import hparams, preset_protocol, pretrain_hparams
 from decathlon.data.domains import SOURCE_DOMAIN, TARGET_DOMAINS, get_domain
+from decathlon.methods import METHODS
 
 # Each method timed as the measured method whose step costs at least as much.
 FAMILY = {"scratch": "finetune", "feature_extractor": "finetune", "finetune": "finetune", "bn_adapt": "finetune",
           "series_adapters": "parallel_adapters", "parallel_adapters": "parallel_adapters",
-          "spottune": "spottune", "spottune_global": "spottune", "random_policy": "spottune"}
-EVAL_PASSES = {"spottune": 2, "spottune_global": 2}   # argmax and sampled decisions; others one
+          "spottune": "spottune", "spottune_global": "spottune", "random_policy": "spottune",
+          "spottune_joint": "spottune"}
+EVAL_PASSES = {"spottune": 2, "spottune_global": 2, "spottune_joint": 2}   # argmax and sampled; others one
 PROTOCOLS = (("spottune_paper", ("finetune", "spottune"), "pretrain + finetune + spottune"),
              ("spottune_paper", None, "pretrain + all nine methods"),
              ("adapters_paper", ("finetune", "parallel_adapters", "series_adapters"),
@@ -55,8 +57,11 @@ def project(report: dict, geometry_of, all_methods: tuple, n: int) -> list:
     for preset, methods, label in PROTOCOLS:
         methods = methods or all_methods
         pretrain_s = _pretrain_seconds(report, preset)
-        jobs = [(method, _job_seconds(report, geometry_of, preset, method, domain))
-                for method in methods for domain in TARGET_DOMAINS]
+        jobs = []
+        for method in methods:
+            seconds = [_job_seconds(report, geometry_of, preset, method, domain) for domain in TARGET_DOMAINS]
+            # A multi-domain method is one job over every domain (each at its per-domain cost).
+            jobs += [(method, sum(seconds))] if METHODS[method].multi_domain else [(method, t) for t in seconds]
         one_at_a_time = sum(seconds for _, seconds in jobs)
         work = sum(seconds / _concurrency(report, method) for method, seconds in jobs)
         longest = max(seconds * n / _concurrency(report, method) for method, seconds in jobs)
