@@ -89,9 +89,9 @@ def _source(pretraining: pd.DataFrame, column: str, overrides: tuple) -> pd.Seri
     """The ImNet accuracies of a variant: the pretraining jobs made with the most of its
     overrides and none other (e.g. precision=bf16 pretrained in bf16; trunk_bn, which
     pretraining does not have, the preset's own pretraining)."""
-    fits = pretraining[pretraining["overrides"].map(lambda own: set(own) <= set(overrides))]
+    fits = pretraining[pretraining["overrides"].map(lambda own: set(own) <= set(overrides)).astype(bool)]
     if fits.empty:
-        return fits[column]
+        return pd.Series(dtype=float)
     most = fits["overrides"].map(len).max()
     return fits.loc[fits["overrides"].map(len) == most, column].dropna()
 
@@ -103,29 +103,30 @@ def _leaderboard(collection, group, synthetic, preset, protocol, backbone, split
                               & (pretraining["backbone"] == backbone)]
     scored = group[group[column].notna()]
     published = split == "test" and not synthetic
-    source = _source(pretraining, column, ())   # the preset's own, as the finetune baseline has it
-    errors, baseline = _baseline_errors(scored, column, source, published, split)
+    variants = sorted(scored["variant"].unique(), key=lambda v: (v != BASELINE_METHOD, v))
+    sources = {v: _source(pretraining, column, scored.loc[scored["variant"] == v, "overrides"].iloc[0])
+               for v in variants}
+    errors, baseline = _baseline_errors(scored, column, sources, published, split)
     cells, notes = [], []
-    for variant in sorted(scored["variant"].unique(), key=lambda v: (v != BASELINE_METHOD, v)):
-        jobs = scored[scored["variant"] == variant]
-        cells += _variant_cells(variant, jobs, column, _source(pretraining, column, jobs["overrides"].iloc[0]),
-                                errors, notes)
+    for variant in variants:
+        cells += _variant_cells(variant, scored[scored["variant"] == variant], column, sources[variant], errors,
+                                notes)
     if published:
         cells += _published_cells()
-    if source.empty:
+    if all(source.empty for source in sources.values()):
         notes.append(f"no finished pretraining job of preset {preset} scored on {split}: ImNet is empty "
                      "and not part of the mean or S")
     own_protocol = set(group["preset_protocol"].dropna()) - {protocol}
     if own_protocol:
         notes.append(f"preset {preset} reproduces protocol {', '.join(sorted(own_protocol))}; these jobs ran "
                      f"protocol {protocol} (--protocol), a deliberate difference")
-    have = set(scored["domain"]) | ({SOURCE_DOMAIN} if len(source) else set())
+    have = set(scored["domain"]) | ({SOURCE_DOMAIN} if any(len(s) for s in sources.values()) else set())
     table = pd.DataFrame(cells, columns=CELL_COLUMNS).astype({"n": "Int64"})
     return Leaderboard(synthetic, preset, protocol, split, backbone, table, baseline,
                        tuple(d for d in PAPER_ORDER if d not in have), tuple(notes))
 
 
-def _baseline_errors(scored, column, source, published, split) -> tuple:
+def _baseline_errors(scored, column, sources: dict, published, split) -> tuple:
     """({domain: baseline error} or None, the caption line saying which)."""
     if published:
         return published_baseline_errors(), ("S baseline: the published Finetune test errors "
@@ -137,6 +138,7 @@ def _baseline_errors(scored, column, source, published, split) -> tuple:
         return None, (f"S: n/a, this run has no {BASELINE_METHOD} jobs scored on {split}, and on val or "
                       "synthetic data S needs the run's own finetune errors as its baseline.")
     errors = (1.0 - finetune.groupby("domain")[column].mean()).to_dict()
+    source = sources[finetune["variant"].iloc[0]]   # ImNet as the baseline rows' own pretraining
     if len(source):
         errors[SOURCE_DOMAIN] = 1.0 - float(source.mean())
     return errors, (f"S baseline: this run's own {BASELINE_METHOD} {split} errors (mean over seeds per domain; "

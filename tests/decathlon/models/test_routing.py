@@ -92,9 +92,15 @@ def test_default_rule_by_device_and_batch_size(spottune_net, decision_matrix, fi
         assert routing_pays(batch) == expected
     net = spottune_net().eval()
     fix_decisions(net, decision_matrix())
+    net.fold_routed = False   # run the block modules, so that a hook sees them
     ran = []
     net.domains[DOMAIN].tuned_block(2).register_forward_hook(
         lambda module, args, out: ran.append(len(args[0])))
     with torch.no_grad():
         net(images(), DOMAIN)   # on a CPU: routed, block 2 runs its 4 fine-tuned images
     assert ran == [4]
+    net.fold_routed = None    # the default on a CPU too: folded, as function calls, no module runs
+    with torch.no_grad():
+        folded = net(images(), DOMAIN)[0]
+        dense = net(images(), DOMAIN, routed=False)[0]
+    assert ran == [4] and torch.allclose(folded, dense, rtol=1e-4, atol=1e-5)
