@@ -14,12 +14,15 @@ import struct
 import tarfile
 import threading
 import time
+import json
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from data_prep.download import RECORDS_NAME, download
 from data_prep.sources import DATA_TARBALL, DEVKIT_TARBALL, IMAGENET_TARBALL
 from decathlon.data.domains import TARGET_DOMAINS
 
@@ -132,3 +135,44 @@ def mirror(tmp_path, serve) -> Mirror:
     return serve(folder)
 
 
+ALL = (DEVKIT_TARBALL, DATA_TARBALL, IMAGENET_TARBALL)
+
+
+def _download(dest: Path, mirror, **options) -> dict:
+    options = {"mirror": mirror.url, "progress": False, "retries": 3, "backoff_seconds": 0.001,
+               "timeout": 5, **options}
+    return download(dest, **options)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _dest_with_part(tmp_path: Path, name: str, data: bytes) -> Path:
+    """DEST holding `data` as <name>.part, as an interrupted run leaves it."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / f"{name}.part").write_bytes(data)
+    return dest
+
+
+def _assert_complete(dest: Path, mirror, names=ALL) -> None:
+    records = json.loads((dest / RECORDS_NAME).read_text())
+    for name in names:
+        assert (dest / name).read_bytes() == mirror.files[name], name
+        assert records[name]["size"] == len(mirror.files[name])
+        assert records[name]["sha256"] == _sha(mirror.files[name])
+        assert not (dest / f"{name}.part").exists() and not (dest / f"{name}.mismatch").exists()
+
+
+def _records(dest: Path) -> dict:
+    path = dest / RECORDS_NAME
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+@pytest.fixture
+def fetch():
+    """The download tests' helpers: download (quiet, fast retries, from a mirror), sha,
+    dest_with_part, assert_complete, records."""
+    return SimpleNamespace(download=_download, sha=_sha, dest_with_part=_dest_with_part,
+                           assert_complete=_assert_complete, records=_records)

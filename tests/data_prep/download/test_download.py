@@ -1,21 +1,18 @@
-"""`data_prep.download` against a local HTTP server (this folder's conftest.py): resume,
-retry, records, refusals, bad cases. No network: everything is served from 127.0.0.1."""
+"""`data_prep.download` against a local HTTP server (this folder's conftest.py): the files
+and their records, refusals, checksums, the command line. No network: 127.0.0.1 only."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import json
 import os
 import tarfile
-import time
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
 import data_prep.http_fetch as http_fetch
-from data_prep.download import RECORDS_NAME, download, file_url
+from data_prep.download import RECORDS_NAME, file_url
 from data_prep.errors import PrepareError
 from data_prep.http_fetch import AccessRefused, DownloadError
 from data_prep.prepare import prepare
@@ -26,37 +23,10 @@ from decathlon.data.domains import TARGET_DOMAINS
 ALL = (DEVKIT_TARBALL, DATA_TARBALL, IMAGENET_TARBALL)
 
 
-def _download(dest: Path, mirror, **options) -> dict:
-    options = {"mirror": mirror.url, "progress": False, "retries": 3, "backoff_seconds": 0.001,
-               "timeout": 5, **options}
-    return download(dest, **options)
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _dest_with_part(tmp_path: Path, name: str, data: bytes) -> Path:
-    """DEST holding `data` as <name>.part, as an interrupted run leaves it."""
+def test_downloads_and_records_the_three_files(fetch, mirror, tmp_path):
     dest = tmp_path / "dest"
-    dest.mkdir()
-    (dest / f"{name}.part").write_bytes(data)
-    return dest
-
-
-def _assert_complete(dest: Path, mirror, names=ALL) -> None:
-    records = json.loads((dest / RECORDS_NAME).read_text())
-    for name in names:
-        assert (dest / name).read_bytes() == mirror.files[name], name
-        assert records[name]["size"] == len(mirror.files[name])
-        assert records[name]["sha256"] == _sha(mirror.files[name])
-        assert not (dest / f"{name}.part").exists() and not (dest / f"{name}.mismatch").exists()
-
-
-def test_downloads_and_records_the_three_files(mirror, tmp_path):
-    dest = tmp_path / "dest"
-    records = _download(dest, mirror)
-    _assert_complete(dest, mirror)
+    records = fetch.download(dest, mirror)
+    fetch.assert_complete(dest, mirror)
     assert records == json.loads((dest / RECORDS_NAME).read_text())
     for name in ALL:
         assert records[name]["url"] == mirror.url + name
@@ -77,153 +47,42 @@ def test_official_addresses_and_mirror_urls():
         file_url(DATA_TARBALL, "ftp://host/")
 
 
-def test_files_selects_and_unknown_key_is_refused(mirror, tmp_path):
-    assert set(_download(tmp_path / "dest", mirror, files="imagenet,devkit")) == {DEVKIT_TARBALL,
+def test_files_selects_and_unknown_key_is_refused(fetch, mirror, tmp_path):
+    assert set(fetch.download(tmp_path / "dest", mirror, files="imagenet,devkit")) == {DEVKIT_TARBALL,
                                                                                    IMAGENET_TARBALL}
     assert not (tmp_path / "dest" / DATA_TARBALL).exists()
     with pytest.raises(PrepareError, match=r"unknown labels; choose from devkit,data,imagenet"):
-        _download(tmp_path / "dest", mirror, files="data,labels")
+        fetch.download(tmp_path / "dest", mirror, files="data,labels")
     with pytest.raises(PrepareError, match=r"--files '': unknown empty list; choose from"):
-        _download(tmp_path / "dest", mirror, files="")
+        fetch.download(tmp_path / "dest", mirror, files="")
 
 
 @pytest.mark.parametrize("progress", [True, False])
-def test_progress_bar_per_file_or_none(mirror, tmp_path, capsys, progress):
-    _download(tmp_path / "dest", mirror, progress=progress)
+def test_progress_bar_per_file_or_none(fetch, mirror, tmp_path, capsys, progress):
+    fetch.download(tmp_path / "dest", mirror, progress=progress)
     err = capsys.readouterr().err
     for name in ALL:
         assert (f"{name}: 100%" in err) == progress, err
         assert f"{name}: downloaded" in err
 
 
-@pytest.mark.parametrize("cut", ["drop", "reset"])
-def test_cut_connection_is_retried_and_resumed(mirror, tmp_path, capsys, cut):
-    size = len(mirror.files[DATA_TARBALL])
-    mirror.plans[DATA_TARBALL] = [cut, "normal"]
-    _download(tmp_path / "dest", mirror)
-    _assert_complete(tmp_path / "dest", mirror)
-    wanted = [(wanted, status) for name, wanted, status in mirror.requests if name == DATA_TARBALL]
-    err = capsys.readouterr().err
-    if cut == "drop":  # an orderly close after half the bytes: a short body
-        assert wanted == [(None, 200), (f"bytes={size // 2}-", 206)]
-        assert (f"{DATA_TARBALL} ({mirror.url}{DATA_TARBALL}): _ShortBody: the connection closed after "
-                f"{size // 2} of {size} bytes; retry 1 of 3 in 0.001 s from byte {size // 2}") in err
-    else:  # a TCP reset: how much arrived before it depends on timing
-        assert len(wanted) == 2 and "ConnectionResetError" in err
-
-
-def test_rerun_resumes_a_partial_file(mirror, tmp_path):
-    dest = _dest_with_part(tmp_path, IMAGENET_TARBALL, mirror.files[IMAGENET_TARBALL][:1000])
-    _download(dest, mirror, files="imagenet")
-    _assert_complete(dest, mirror, [IMAGENET_TARBALL])
-    assert mirror.requests == [(IMAGENET_TARBALL, "bytes=1000-", 206)]
-
-
-def test_range_reply_from_the_wrong_offset_is_refused(mirror, tmp_path):
-    dest = _dest_with_part(tmp_path, DEVKIT_TARBALL, mirror.files[DEVKIT_TARBALL][:1000])
-    mirror.plans[DEVKIT_TARBALL] = ["wrong_range"]
-    with pytest.raises(DownloadError, match=rf"{DEVKIT_TARBALL} \(.*\): asked for the bytes from 1000, the "
-                                            rf"server sent Content-Range 'bytes 0-\d+/\d+'; delete .*\.part"):
-        _download(dest, mirror, files="devkit")
-    assert (dest / f"{DEVKIT_TARBALL}.part").stat().st_size == 1000 and not (dest / DEVKIT_TARBALL).exists()
-
-
-def test_server_ignoring_range_restarts_from_zero(mirror, tmp_path, capsys):
-    dest = _dest_with_part(tmp_path, DEVKIT_TARBALL, b"not the start of the devkit" * 40)
-    mirror.plans[DEVKIT_TARBALL] = ["ignore_range"]
-    _download(dest, mirror, files="devkit")
-    _assert_complete(dest, mirror, [DEVKIT_TARBALL])
-    assert mirror.requests == [(DEVKIT_TARBALL, "bytes=1080-", 200)]
-    assert "ignored the Range request (200 with the whole file); discarding the 1080 bytes" in \
-        capsys.readouterr().err
-
-
-def test_server_ignoring_range_on_a_bad_line_exhausts_retries(mirror, tmp_path):
-    dest = tmp_path / "dest"
-    mirror.plans[DEVKIT_TARBALL] = ["ignore_range+drop"]
-    with pytest.raises(DownloadError, match=rf"{DEVKIT_TARBALL} \({mirror.url}{DEVKIT_TARBALL}\): transfer "
-                                            r"failed 3 times.*ignores Range requests"):
-        _download(dest, mirror, files="devkit", retries=2)
-    assert not (dest / DEVKIT_TARBALL).exists() and DEVKIT_TARBALL not in _records(dest)
-    assert [r[2] for r in mirror.requests] == [200, 200, 200]
-    half = len(mirror.files[DEVKIT_TARBALL]) // 2
-    assert (dest / f"{DEVKIT_TARBALL}.part").stat().st_size == half  # truncated each time, never appended
-
-
-def _records(dest: Path) -> dict:
-    path = dest / RECORDS_NAME
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def test_truncated_transfer_exhausts_retries_then_resumes(mirror, tmp_path):
-    dest = tmp_path / "dest"
-    mirror.plans[DATA_TARBALL] = ["drop"]
-    with pytest.raises(DownloadError, match=rf"{DATA_TARBALL} \(http://127.*\): transfer failed 3 times, last "
-                                            r"with _ShortBody: the connection closed after \d+ of \d+ bytes; "
-                                            r".*\.part keeps \d+ bytes, run again to resume"):
-        _download(dest, mirror, retries=2)
-    _assert_complete(dest, mirror, [DEVKIT_TARBALL, IMAGENET_TARBALL])  # the others were still fetched
-    assert not (dest / DATA_TARBALL).exists() and DATA_TARBALL not in _records(dest)
-    kept = (dest / f"{DATA_TARBALL}.part").stat().st_size
-    mirror.plans[DATA_TARBALL] = ["normal"]
-    _download(dest, mirror)
-    _assert_complete(dest, mirror)
-    assert mirror.requests[-1] == (DATA_TARBALL, f"bytes={kept}-", 206)
-
-
-def test_stalled_server_times_out_and_server_errors_are_retried(mirror, tmp_path, capsys):
-    mirror.plans[DEVKIT_TARBALL] = ["stall", "normal"]
-    mirror.plans[DATA_TARBALL] = ["503", "normal"]
-    started = time.monotonic()
-    _download(tmp_path / "dest", mirror, timeout=0.3)
-    assert time.monotonic() - started < mirror.stall_seconds
-    _assert_complete(tmp_path / "dest", mirror)
-    err = capsys.readouterr().err
-    assert f"{DEVKIT_TARBALL} ({mirror.url}{DEVKIT_TARBALL}): TimeoutError: timed out; retry 1 of 3" in err
-    assert "HTTPError: HTTP Error 503" in err
-
-
-@pytest.mark.parametrize("extra", [b"", b"junk after the end"])
-def test_range_not_satisfiable(mirror, tmp_path, capsys, extra):
-    data = mirror.files[DEVKIT_TARBALL]
-    dest = _dest_with_part(tmp_path, DEVKIT_TARBALL, data + extra)
-    _download(dest, mirror, files="devkit")
-    _assert_complete(dest, mirror, [DEVKIT_TARBALL])
-    wanted = f"bytes={len(data + extra)}-"
-    if extra:  # not a prefix of the file: restarted
-        assert mirror.requests == [(DEVKIT_TARBALL, wanted, 416), (DEVKIT_TARBALL, None, 200)]
-        assert "does not fit the file on the server" in capsys.readouterr().err
-    else:      # already complete: the previous run stopped just before its rename
-        assert mirror.requests == [(DEVKIT_TARBALL, wanted, 416)]
-        assert f"already holds all {len(data)} bytes" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("code, reason", [("404", "Not Found"), ("204", "No Content")])
-def test_not_found_or_no_content(mirror, tmp_path, code, reason):
-    mirror.plans[DATA_TARBALL] = [code]
-    with pytest.raises(DownloadError, match=rf"^{DATA_TARBALL} \({mirror.url}{DATA_TARBALL}\): (unexpected )?"
-                                            rf"HTTP {code} {reason}$"):
-        _download(tmp_path / "dest", mirror, files="data")
-    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == []
-
-
-def test_every_file_is_tried_and_failures_are_listed_together(mirror, tmp_path):
+def test_every_file_is_tried_and_failures_are_listed_together(fetch, mirror, tmp_path):
     mirror.plans[DEVKIT_TARBALL], mirror.plans[IMAGENET_TARBALL] = ["404"], ["403"]
     with pytest.raises(DownloadError) as caught:
-        _download(tmp_path / "dest", mirror)
+        fetch.download(tmp_path / "dest", mirror)
     lines = str(caught.value).splitlines()
     assert type(caught.value) is DownloadError and len(lines) == 2
     assert lines[0].startswith(f"{DEVKIT_TARBALL} (") and lines[0].endswith("HTTP 404 Not Found")
     assert lines[1].startswith(f"{IMAGENET_TARBALL} (") and "ImageNet's terms" in lines[1]
-    _assert_complete(tmp_path / "dest", mirror, [DATA_TARBALL])
+    fetch.assert_complete(tmp_path / "dest", mirror, [DATA_TARBALL])
 
 
 @pytest.mark.parametrize("content, problem", [("{", "not valid JSON"), ("[]", "expected an object")])
-def test_unreadable_records_are_refused(mirror, tmp_path, content, problem):
+def test_unreadable_records_are_refused(fetch, mirror, tmp_path, content, problem):
     (tmp_path / "dest").mkdir()
     (tmp_path / "dest" / RECORDS_NAME).write_text(content)
     with pytest.raises(PrepareError, match=rf"{tmp_path}/dest/{RECORDS_NAME}: {problem}"):
-        _download(tmp_path / "dest", mirror)
+        fetch.download(tmp_path / "dest", mirror)
     assert mirror.requests == []
 
 
@@ -235,74 +94,74 @@ def test_unreadable_records_are_refused(mirror, tmp_path, content, problem):
     (DEVKIT_TARBALL, "401", "HTTP 401 Unauthorized", "the server asks for a login or accepted terms; see the "
                                                      "benchmark page https://www.robots.ox.ac.uk/~vgg/decathlon/"),
 ])
-def test_login_or_terms_message(mirror, tmp_path, name, refusal, why, terms):
+def test_login_or_terms_message(fetch, mirror, tmp_path, name, refusal, why, terms):
     dest = tmp_path / "dest"
     mirror.plans[name] = [refusal]
     with pytest.raises(AccessRefused) as caught:
-        _download(dest, mirror)
+        fetch.download(dest, mirror)
     message = str(caught.value)
     assert message.startswith(f"{name} ({mirror.url}{name}): {why}") and f"; {terms}" in message
     assert f"put {name} into {dest} by hand" in message and message.endswith("--mirror URL")
     assert sorted(p.name for p in dest.iterdir()) == sorted({*ALL, RECORDS_NAME} - {name})  # no .part
 
 
-def test_rerun_checks_and_skips_without_any_request(mirror, tmp_path, capsys):
-    first = _download(tmp_path / "dest", mirror)
+def test_rerun_checks_and_skips_without_any_request(fetch, mirror, tmp_path, capsys):
+    first = fetch.download(tmp_path / "dest", mirror)
     mirror.requests.clear()
-    assert _download(tmp_path / "dest", mirror) == first
+    assert fetch.download(tmp_path / "dest", mirror) == first
     assert mirror.requests == []
     assert f"{DATA_TARBALL}: present and matches {RECORDS_NAME}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_corrupted_file_is_moved_aside_then_fetched_again(mirror, tmp_path, damage):
+def test_corrupted_file_is_moved_aside_then_fetched_again(fetch, mirror, tmp_path, damage):
     dest = tmp_path / "dest"
-    records = _download(dest, mirror)
+    records = fetch.download(dest, mirror)
     data = mirror.files[DATA_TARBALL]
     broken = data[:100] + bytes([data[100] ^ 1]) + data[101:] if damage == "flip" else data[:-10]
     (dest / DATA_TARBALL).write_bytes(broken)
-    field, expected, found = (("sha256", _sha(data), _sha(broken)) if damage == "flip"
+    field, expected, found = (("sha256", fetch.sha(data), fetch.sha(broken)) if damage == "flip"
                               else ("size", len(data), len(broken)))
     with pytest.raises(DownloadError, match=rf"^{DATA_TARBALL} \(.*\): {field} mismatch: expected {expected} "
                                             rf".*found {found}; moved to .*\.mismatch; run again"):
-        _download(dest, mirror)
+        fetch.download(dest, mirror)
     assert not (dest / DATA_TARBALL).exists()
     assert (dest / f"{DATA_TARBALL}.mismatch").read_bytes() == broken
     os.remove(dest / f"{DATA_TARBALL}.mismatch")
-    assert _download(dest, mirror)[DATA_TARBALL]["sha256"] == records[DATA_TARBALL]["sha256"]
-    _assert_complete(dest, mirror)
+    assert fetch.download(dest, mirror)[DATA_TARBALL]["sha256"] == records[DATA_TARBALL]["sha256"]
+    fetch.assert_complete(dest, mirror)
 
 
-def test_fresh_download_must_match_the_record(mirror, tmp_path):
+def test_fresh_download_must_match_the_record(fetch, mirror, tmp_path):
     dest = tmp_path / "dest"
-    recorded = _download(dest, mirror, files="devkit")[DEVKIT_TARBALL]
+    recorded = fetch.download(dest, mirror, files="devkit")[DEVKIT_TARBALL]
     (dest / DEVKIT_TARBALL).unlink()
     changed = bytearray(mirror.files[DEVKIT_TARBALL])
     changed[-1] ^= 1
     mirror.files[DEVKIT_TARBALL] = bytes(changed)
     with pytest.raises(DownloadError, match=r"sha256 mismatch: .*the file at this address differs from the one "
                                             r"recorded; if the new one is right, delete its entry"):
-        _download(dest, mirror, files="devkit")
+        fetch.download(dest, mirror, files="devkit")
     assert not (dest / DEVKIT_TARBALL).exists() and not (dest / f"{DEVKIT_TARBALL}.part").exists()
     assert (dest / f"{DEVKIT_TARBALL}.mismatch").read_bytes() == bytes(changed)
-    assert _records(dest)[DEVKIT_TARBALL] == recorded
+    assert fetch.records(dest)[DEVKIT_TARBALL] == recorded
 
 
-def test_file_put_in_by_hand_is_hashed_and_recorded(mirror, tmp_path, capsys):
+def test_file_put_in_by_hand_is_hashed_and_recorded(fetch, mirror, tmp_path, capsys):
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / IMAGENET_TARBALL).write_bytes(mirror.files[IMAGENET_TARBALL])
-    records = _download(dest, mirror, files="imagenet")
+    records = fetch.download(dest, mirror, files="imagenet")
     assert mirror.requests == []
     assert records[IMAGENET_TARBALL]["url"] is None
-    assert records[IMAGENET_TARBALL]["sha256"] == _sha(mirror.files[IMAGENET_TARBALL])
+    assert records[IMAGENET_TARBALL]["sha256"] == fetch.sha(mirror.files[IMAGENET_TARBALL])
     assert f"not in {RECORDS_NAME} (put there by hand?): hashing it and recording it" in capsys.readouterr().err
     (dest / IMAGENET_TARBALL).write_bytes(b"other")
     with pytest.raises(DownloadError, match="size mismatch"):  # from now on it is checked like a download
-        _download(dest, mirror, files="imagenet")
+        fetch.download(dest, mirror, files="imagenet")
 
 
-def test_disk_full_keeps_only_the_part(mirror, tmp_path, monkeypatch):
+def test_disk_full_keeps_only_the_part(fetch, mirror, tmp_path, monkeypatch):
     class FullDisk(io.FileIO):
         def write(self, chunk):
             super().write(chunk[:100])
@@ -315,31 +174,31 @@ def test_disk_full_keeps_only_the_part(mirror, tmp_path, monkeypatch):
                                             rf"while writing {dest}/{DEVKIT_TARBALL}\.part \(No space left on "
                                             rf"device\); free space in {dest} and run again to resume from the "
                                             r"100 bytes kept"):
-        _download(dest, mirror, files="devkit")
+        fetch.download(dest, mirror, files="devkit")
     assert sorted(p.name for p in dest.iterdir()) == [f"{DEVKIT_TARBALL}.part"]
     assert len(mirror.requests) == 1  # not retried: a full disk is not a network failure
     monkeypatch.undo()
-    _download(dest, mirror, files="devkit")
-    _assert_complete(dest, mirror, [DEVKIT_TARBALL])
+    fetch.download(dest, mirror, files="devkit")
+    fetch.assert_complete(dest, mirror, [DEVKIT_TARBALL])
     assert mirror.requests[-1] == (DEVKIT_TARBALL, "bytes=100-", 206)
 
 
-def test_downloaded_folder_is_a_prepare_source(pristine, make_tarballs, serve, tmp_path):
+def test_downloaded_folder_is_a_prepare_source(fetch, pristine, make_tarballs, serve, tmp_path):
     mirror = serve(make_tarballs(pristine.root, tmp_path / "served", inner_prefix="decathlon-1.0/data/"))
     dest, out = tmp_path / "dest", tmp_path / "out"
-    _download(dest, mirror)
+    fetch.download(dest, mirror)
     manifest = prepare(dest, out, domains="aircraft,imagenet12", shard_size=pristine.shard_size, progress=False)
     assert sorted(manifest["domains"]) == ["aircraft", "imagenet12"]
     assert verify(out).ok
 
 
-def test_command_line_downloads_then_reports_errors_with_exit_2(mirror, tmp_path, capsys):
+def test_command_line_downloads_then_reports_errors_with_exit_2(fetch, mirror, tmp_path, capsys):
     from data_prep.__main__ import main
 
     dest = tmp_path / "dest"
     assert main(["download", str(dest), "--mirror", mirror.url, "--quiet", "--retries", "0"]) == 0
     assert f"next: make prepare-data SOURCE={dest}" in capsys.readouterr().out
-    _assert_complete(dest, mirror)
+    fetch.assert_complete(dest, mirror)
     mirror.files.pop(DEVKIT_TARBALL)
     assert main(["download", str(tmp_path / "other"), "--mirror", mirror.url, "--quiet", "--files", "devkit",
                  "--retries", "0"]) == 2
