@@ -13,6 +13,8 @@ replays it every step, as PyTorch's whole-network capture recipe does:
   is captured again whenever a group's lr changes (a few times per job);
 - a joint multi-domain step has one graph per domain (its batches differ in which
   domain's parts they train);
+- a capture that fails (an operation CUDA graphs cannot hold) is reported and the job
+  trains on eagerly; the record's `step` says which ran;
 - randomness inside the step (Gumbel noise, dropout) comes from PyTorch's CUDA generator,
   which is graph-safe: every replay draws new numbers; BN running statistics are updated
   in place by captured kernels.
@@ -25,6 +27,7 @@ resume on CPU, are unchanged.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from functools import partial
 
 import torch
@@ -77,11 +80,9 @@ class GraphedStep:
     joint step's domains), captured after that signature's own warm-up steps; beyond
     `max_graphs` signatures a step runs eagerly. The returned tensors are a graph's static
     outputs: consume them (e.g. add them to an accumulator) before its next replay."""
-    kind = "cuda_graph"
-
     def __init__(self, method, warmup_steps: int = WARMUP_STEPS, max_graphs: int = MAX_GRAPHS):
         self.method, self.warmup_steps, self.max_graphs = method, warmup_steps, max_graphs
-        self.graphs, self.captures = {}, 0
+        self.graphs, self.captures, self.failed = {}, 0, None
         self.side_stream = torch.cuda.Stream()
 
     def _lrs(self) -> tuple:
@@ -94,26 +95,39 @@ class GraphedStep:
         torch.cuda.current_stream().wait_stream(self.side_stream)
         return out
 
-    def _capture(self, entry: _Graph, batch: tuple) -> None:
+    def _capture(self, entry: _Graph, batch: tuple) -> bool:
+        """Capture the step; False (and eager steps from now on) if capturing fails.
+
+        thread_local: the loader's read-ahead thread may allocate pinned memory meanwhile."""
         if entry.inputs is None:
             entry.inputs = tuple(item.clone() if torch.is_tensor(item) else item for item in batch)
         entry.graph = None   # an old graph's memory is released first
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            entry.out = self.method.update(*entry.inputs)
+        try:
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                entry.out = self.method.update(*entry.inputs)
+        except RuntimeError as err:   # an op that cannot be captured: say so, train on eagerly
+            self.failed = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
+            warnings.warn(f"CUDA graph capture failed, the step runs eagerly from now on ({self.failed})")
+            return False
         entry.graph, entry.lrs = graph, self._lrs()
         self.captures += 1
+        return True
+
+    @property
+    def kind(self) -> str:
+        return f"eager (graph capture failed: {self.failed})" if self.failed else "cuda_graph"
 
     def __call__(self, *batch) -> dict:
         key = tuple(tuple(item.shape) if torch.is_tensor(item) else item for item in batch)
-        if key not in self.graphs and len(self.graphs) >= self.max_graphs:
+        if self.failed or (key not in self.graphs and len(self.graphs) >= self.max_graphs):
             return self.method.update(*batch)
         entry = self.graphs.setdefault(key, _Graph())
         entry.steps += 1
         if entry.steps <= self.warmup_steps:
             return self._eager_on_side_stream(batch)
-        if entry.graph is None or entry.lrs != self._lrs():
-            self._capture(entry, batch)
+        if (entry.graph is None or entry.lrs != self._lrs()) and not self._capture(entry, batch):
+            return self.method.update(*batch)
         for static, item in zip(entry.inputs, batch):
             if torch.is_tensor(item):
                 static.copy_(item)
