@@ -197,6 +197,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="batch 128 only, short timings, no compile")
     parser.add_argument("--allow-cpu", action="store_true", help="without CUDA, run a tiny CPU smoke version")
     parser.add_argument("--budget", type=float, default=420.0, help="seconds for the whole run")
+    parser.add_argument("--seconds", type=float, help="seconds of timed calls per part (default 12; --quick 3)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="time torch.compile of finetune (default: on, off with --quick)")
     parser.add_argument("--compile-budget", type=float, default=180.0, help="seconds for the compile part")

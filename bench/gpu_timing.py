@@ -28,7 +28,7 @@ class Settings:
         self.batches = [8] if cpu else ([128] if args.quick else [128, 256])
         self.warmup = 1 if cpu else (3 if args.quick else 5)
         self.min_steps = 3 if cpu else 5
-        self.seconds = 1.0 if cpu else (3.0 if args.quick else 12.0)   # per timed part
+        self.seconds = args.seconds or (1.0 if cpu else (3.0 if args.quick else 12.0))   # per timed part
         self.max_steps = 6 if cpu else 200
         self.compile = args.compile if args.compile is not None else not (args.quick or cpu)
         self.compile_budget = args.compile_budget

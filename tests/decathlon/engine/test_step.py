@@ -82,3 +82,22 @@ def test_graph_replays_match_eager_steps_and_recapture_on_lr_change(name):
         for (key, a), b in zip(eager.state_dict().items(), graphed.state_dict().values()):
             if a.is_floating_point():
                 assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), key
+
+
+@cuda_only
+@pytest.mark.parametrize("method", ["finetune", "spottune", "spottune_joint"])
+def test_cuda_jobs_train_from_captured_graphs(method, tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
+    """The engine on a GPU: resident data, the step replayed from CUDA graphs (one per
+    domain for the joint job), bf16, records saying so."""
+    from decathlon.benchmark.hparams import hparams, joint_hparams
+    from decathlon.engine.trainer import JobSpec, run_job
+
+    overrides = dict(tiny_hparams, epochs=2, precision="bf16")
+    joint = method == "spottune_joint"
+    hp = joint_hparams(method, ["dtd", "svhn"], "cpu_demo", overrides) if joint else \
+        hparams(method, "dtd", "cpu_demo", overrides)
+    final = run_job(JobSpec(method, "dtd+svhn" if joint else "dtd", str(tiny_decathlon), str(tmp_path), hp,
+                            backbone=str(tiny_backbone), device="cuda", progress=False,
+                            domains=("dtd", "svhn") if joint else ()))
+    assert final["execution"]["step"] == "cuda_graph"
+    assert all(e["splits"]["test"]["accuracy"] is not None for e in final["evaluations"])
