@@ -179,7 +179,7 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
             if spec.progress and ctx.is_main and meter.steps % PROGRESS_EVERY == 0:
                 bar.set_postfix(loss=f"{meter.means()['loss']:.3f}")
         losses = meter.means()   # waits for the device: the epoch's work is done after this
-        seconds = time.perf_counter() - began
+        seconds, trained_until = time.perf_counter() - began, time.time()   # wall clock: other jobs' records
         scheduler.step()
         evaluated = time.perf_counter()
         scores = {key: evaluate(method.domain_view(key[0]), loader, ctx, policy, hp.get("sample_draws", 1),
@@ -188,7 +188,8 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
                 **{f"train_{k}": v for k, v in losses.items() if k != "loss"},
                 "lr": method.optimizer.param_groups[0]["lr"], "seconds": seconds,
                 "train_images_per_s": epoch_images / max(seconds, 1e-9),
-                "eval_seconds": time.perf_counter() - evaluated, "step": step.kind, **_monitored(scores)}
+                "eval_seconds": time.perf_counter() - evaluated, "trained_until": trained_until, "step": step.kind,
+                **_monitored(scores)}
         if ctx.is_main:
             with open(record_path, "a") as f:
                 f.write(json.dumps(line) + "\n")

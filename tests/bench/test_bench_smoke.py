@@ -23,9 +23,10 @@ def test_bench_gpu_smoke_writes_its_report(tmp_path):
 
 
 def test_bench_protocol_smoke_projects_every_paper_protocol(tmp_path):
-    _run("bench_protocol.py", "--allow-cpu", "--smoke", "--out-dir", str(tmp_path), "--data-root",
-         str(tmp_path / "data"), timeout=600)
+    _run("bench_protocol.py", "--allow-cpu", "--smoke", "--jobs-per-device", "2", "--out-dir", str(tmp_path),
+         "--data-root", str(tmp_path / "data"), timeout=600)
     report = json.loads((tmp_path / "protocol_cpu-smoke.json").read_text())
+    assert all(row["jobs"] == 2 and row["over_one_job"] > 0 for row in report["concurrent"].values())
     assert {row["preset"] for row in report["projections"]} == {"spottune_paper", "adapters_paper"}
     assert all(row["total_h"] > row["pretrain_h"] > 0 for row in report["projections"])
     assert set(report["single"]) == {f"{m}/{d}" for m in ("finetune", "parallel_adapters", "spottune")

@@ -86,10 +86,9 @@ def test_routing_plan_sends_all_or_nothing_blocks_to_one_branch(decision_matrix)
 
 def test_default_rule_by_device_and_batch_size(spottune_net, decision_matrix, fix_decisions):
     assert routing_pays(torch.empty(1, 3, 8, 8))
-    smallest = ROUTED_MIN_BATCH["cuda"]
-    for n, expected in ((smallest, True), (smallest - 1, False)):
-        batch = types.SimpleNamespace(device=torch.device("cuda"), shape=(n, 3, 8, 8))
-        assert routing_pays(batch) == expected
+    assert ROUTED_MIN_BATCH["cuda"] is None   # measured on an H200: dense evaluates faster there
+    for n in (1, 128, 4096):
+        assert not routing_pays(types.SimpleNamespace(device=torch.device("cuda"), shape=(n, 3, 8, 8)))
     net = spottune_net().eval()
     fix_decisions(net, decision_matrix())
     net.fold_routed = False   # run the block modules, so that a hook sees them
