@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import statistics
-import types
 import time
 from functools import partial
 from pathlib import Path
@@ -43,7 +42,7 @@ import torch
 
 from bench_common import FixedDecisions, backbone_state, machine_info, synchronize
 from decathlon.benchmark.hparams import hparams
-from decathlon.engine.step import EagerStep, GraphedStep, configure_precision
+from decathlon.engine.step import EagerStep, GraphedStep, autocast_for
 from decathlon.methods import METHODS
 from decathlon.models import SpotTuneNet, resnet26
 from decathlon.models.routing import FOLDED_DEVICES, routing_pays
@@ -102,9 +101,7 @@ def verdict(ratio: float, target: float) -> str:
 
 def precision(args, device: torch.device):
     """The autocast context the timed calls run in (bf16 with --bf16), as the engine sets it."""
-    holder = types.SimpleNamespace()
-    configure_precision(holder, "bf16" if args.bf16 else "fp32", device)
-    return holder.autocast
+    return autocast_for("bf16" if args.bf16 else "fp32", device)
 
 
 def prepared(module, args, device: torch.device):

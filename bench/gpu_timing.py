@@ -4,12 +4,11 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-import types
 
 import torch
 
 from bench_common import synchronize
-from decathlon.engine.step import configure_precision
+from decathlon.engine.step import autocast_for
 
 NUM_CLASSES = 100
 MEAN = (0.485, 0.456, 0.406)   # any fixed values: the cost of normalising is what counts
@@ -52,9 +51,7 @@ def peak_gib(device: torch.device) -> float | None:
 
 def autocast(device: torch.device):
     """bf16 autocast as the engine sets it (no weight cache: CUDA-graph safe)."""
-    holder = types.SimpleNamespace()
-    configure_precision(holder, "bf16", device)
-    return holder.autocast()
+    return autocast_for("bf16", device)()
 
 
 def synthetic_batch(batch: int, size: int, device: torch.device, seed: int = 0):

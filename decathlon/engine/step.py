@@ -37,9 +37,9 @@ WARMUP_STEPS = 3
 MAX_GRAPHS = 16   # batch signatures captured at most (a joint job: one per domain)
 
 
-def configure_precision(method, precision: str, device: torch.device) -> None:
-    """bf16: autocast to bfloat16 on `device`; fp32: plain float32 (TF32 matmuls and
-    convolutions allowed on CUDA). Sets `method.autocast`, which update/predict enter.
+def autocast_for(precision: str, device: torch.device):
+    """The context factory a step and an evaluation run in: bf16 autocast on `device`, or
+    plain float32 (TF32 matmuls and convolutions allowed on CUDA).
 
     Autocast's weight cache stays off: inside a captured CUDA graph the cached bf16 copies
     are freed when the context exits, and every replay would read freed memory (the
@@ -47,12 +47,16 @@ def configure_precision(method, precision: str, device: torch.device) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     if precision == "bf16":
-        method.autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16, cache_enabled=False)
-    else:
-        method.autocast = contextlib.nullcontext
-        if device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        return partial(torch.autocast, device.type, dtype=torch.bfloat16, cache_enabled=False)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return contextlib.nullcontext
+
+
+def configure_precision(method, precision: str, device: torch.device) -> None:
+    """Set `method.autocast` (which update and predict enter) for `precision`."""
+    method.autocast = autocast_for(precision, device)
 
 
 class EagerStep:
