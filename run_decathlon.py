@@ -78,6 +78,7 @@ def main(argv=None) -> int:
     config = BenchmarkConfig(args.data, args.out, args.methods, args.domains, args.config, args.protocol,
                              args.seeds, args.device, overrides, args.compile, not args.no_progress,
                              cuda_graphs=False if args.no_cuda_graphs else None,
+                             cudnn_benchmark=not args.no_cudnn_benchmark,
                              jobs_per_device=args.jobs_per_device, threads_per_job=args.threads_per_job,
                              backbone=args.backbone)
     try:

@@ -79,9 +79,12 @@ def test_torchrun_spreads_jobs_over_two_processes(tiny_decathlon, tmp_path):
     out, results = tmp_path / "run", tmp_path / "results"
     command = _command(tiny_decathlon, out, results, "-m", "torch.distributed.run", "--standalone",
                        "--nproc_per_node=2")
-    done = subprocess.run(command, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([*command, "--no-cudnn-benchmark"], env=_env(), cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(_done_jobs(out)) == 4
+    finals = [json.loads(p.read_text()) for p in out.glob("**/final.json")]
+    assert len(finals) == 5 and all(f["spec"]["cudnn_benchmark"] is False for f in finals)   # pretraining too
     assert (results / "leaderboard.md").is_file()
     assert done.stdout.count("## Incomplete jobs") == 1  # only rank 0 reports
 

@@ -21,7 +21,8 @@ def run(args) -> int:
         overrides = overrides_from(args)
         path = pretrain(args.data, args.out, pretrain_hparams(args.preset, overrides), job_extra(args.preset, overrides),
                         args.seed, args.device, args.compile, not args.no_progress, args.resume,
-                        cuda_graphs=False if args.no_cuda_graphs else None)
+                        cuda_graphs=False if args.no_cuda_graphs else None,
+                        cudnn_benchmark=not args.no_cudnn_benchmark)
         print(f"backbone written to {path}")
 
     return run_guarded(job)

@@ -29,13 +29,16 @@ def add_common_arguments(parser) -> None:
 
 
 def add_execution_arguments(parser) -> None:
-    """--precision, --compile, --no-cuda-graphs (shared with run_decathlon.py)."""
+    """--precision, --compile, --no-cuda-graphs, --no-cudnn-benchmark (shared with run_decathlon.py)."""
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="fp32 (TF32 allowed on CUDA) or bf16 autocast; default: the preset's (fp32); "
                              "recorded, and shown in the tables when it differs from the preset")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     parser.add_argument("--no-cuda-graphs", action="store_true",
                         help="on CUDA, run the training step eagerly instead of replaying it from a CUDA graph")
+    parser.add_argument("--no-cudnn-benchmark", action="store_true",
+                        help="on CUDA, let cuDNN pick its algorithms by heuristics instead of timing them per shape "
+                             "(the public codes time them); recorded")
 
 
 def overrides_from(args) -> dict:
@@ -95,6 +98,7 @@ def run(args) -> int:
                                 backbone=args.backbone, device=args.device, compile=args.compile,
                                 progress=not args.no_progress, resume=args.resume,
                                 cuda_graphs=False if args.no_cuda_graphs else None,
+                                cudnn_benchmark=not args.no_cudnn_benchmark,
                                 domains=domains if joint else (), extra=job_extra(args.preset, overrides)))
         for evaluation in final["evaluations"][::len(final["evaluations"]) // len(domains)]:
             for split, result in evaluation["splits"].items():

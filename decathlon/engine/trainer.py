@@ -56,6 +56,7 @@ class JobSpec:
     resume: bool = False
     data_parallel: bool = True   # False: this process runs the job alone, even under torchrun
     cuda_graphs: bool | None = None   # None: on CUDA (not under DDP or compile), never on CPU
+    cudnn_benchmark: bool = True      # on CUDA: cuDNN times its algorithms per shape, as the public codes set it
     run_dir: str | None = None   # the benchmark run: a backbone under it is "pretrained by this run"
     domains: tuple = ()          # a multi-domain job's domains (then `domain` is their label)
     extra: dict = field(default_factory=dict)   # recorded as is (e.g. the preset name)
@@ -128,6 +129,8 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
     if spec.protocol not in PROTOCOLS:
         raise ValueError(f"protocol {spec.protocol!r}: expected one of {', '.join(PROTOCOLS)}")
     ctx = distributed.init(spec.device) if spec.data_parallel else distributed.local(spec.device)
+    if ctx.device.type == "cuda":   # the public codes set it; off: cuDNN's heuristic choice of algorithms
+        torch.backends.cudnn.benchmark = spec.cudnn_benchmark
     out, hp = Path(spec.out), spec.hparams
     manifest = read_manifest(spec.data)
     for domain in spec.trained_domains:
@@ -201,7 +204,7 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
     execution = {"device": str(ctx.device), "world_size": ctx.world_size, "step": step.kind,
                  "torch": torch.__version__}
     if ctx.device.type == "cuda":
-        execution["device_name"] = torch.cuda.get_device_name(ctx.device)
+        execution.update(device_name=torch.cuda.get_device_name(ctx.device), cudnn_benchmark=spec.cudnn_benchmark)
     return finish(spec, method, eval_loaders, scores, ctx, manifest, backbone, execution)
 
 

@@ -70,8 +70,10 @@ def test_preset_carries_its_protocol_and_precision_is_a_recorded_override(tiny_d
     out = tmp_path / "job"
     assert main(["train", "--method", "spottune", "--domain", "dtd", "--data", str(tiny_decathlon),
                  "--backbone", str(tiny_backbone), "--out", str(out), "--preset", "spottune_paper",
-                 "--precision", "bf16", "--device", "cpu", "--no-progress", *_tiny_args(tiny_hparams)]) == 0
+                 "--precision", "bf16", "--device", "cpu", "--no-progress", "--no-cudnn-benchmark",
+                 *_tiny_args(tiny_hparams)]) == 0
     final = json.loads((out / "final.json").read_text())
+    assert final["spec"]["cudnn_benchmark"] is False and "cudnn_benchmark" not in final["execution"]   # CUDA only
     assert final["spec"]["protocol"] == "trainval" and set(final["splits"]) == {"test"}   # the public code's
     assert final["spec"]["extra"]["overrides"]["precision"] == "bf16"
     assert final["spec"]["extra"]["preset_protocol"] == "trainval"

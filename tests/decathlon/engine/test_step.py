@@ -100,4 +100,5 @@ def test_cuda_jobs_train_from_captured_graphs(method, tiny_decathlon, tiny_backb
                             backbone=str(tiny_backbone), device="cuda", progress=False,
                             domains=("dtd", "svhn") if joint else ()))
     assert final["execution"]["step"] == "cuda_graph"
+    assert final["execution"]["cudnn_benchmark"] is True and torch.backends.cudnn.benchmark   # the public codes'
     assert all(e["splits"]["test"]["accuracy"] is not None for e in final["evaluations"])
