@@ -41,12 +41,12 @@ from gpu_timing import (NUM_CLASSES, Settings, autocast, elapsed, measure, peak_
 DOMAIN = "cifar100"
 
 
-def build_method(name: str, s: Settings):
+def build_method(name: str, s: Settings, precision: str = "bf16"):
     params = hparams(name, DOMAIN, "spottune_paper", {"width": s.width})
     torch.manual_seed(0)
     method = METHODS[name](NUM_CLASSES, params, backbone_state(s.width)).to(s.device)
     method = method.to(memory_format=torch.channels_last)
-    configure_precision(method, "bf16", s.device)   # as the engine does with --precision bf16
+    configure_precision(method, precision, s.device)   # as the engine does with --precision
     return method
 
 

@@ -8,7 +8,10 @@ for evaluation):
   protocol: 64x64 crops (cifar100), 72x72 (svhn), the whole 144x72 daimlerpedcls;
 - `--jobs-per-device` jobs at once (default: the engine's default for this device) of
   finetune and spottune on cifar100, a few epochs longer: their images over the wall-clock
-  span of their timed epochs, against one job's img/s (the concurrency).
+  span of their timed epochs, against one job's img/s (the concurrency);
+- the device's ceiling for those two steps: one batch of 1024 64-px images replayed from a
+  CUDA graph. Jobs in separate processes share a GPU by time slices (without CUDA MPS), so together they
+  cannot pass it: ceiling / one job bounds what several jobs at once can gain.
 Projected from the real split sizes of the domain registry: the wall time of each paper
 protocol (pretraining 60 epochs on imagenet12 train; every method x nine domains x epochs,
 per-epoch val where the protocol has one, final evaluations with every test-time policy),
@@ -30,10 +33,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
-from bench_common import machine_info, slug, write_report
+from bench_common import machine_info, slug, synchronize, write_report
+from bench_gpu import build_method, configure
 from data_prep.prepare import prepare
 from data_prep.synthetic import generate
 from decathlon.benchmark.hparams import hparams, pretrain_hparams
@@ -41,14 +46,17 @@ from decathlon.benchmark.run import default_jobs_per_device, run_jobs
 from decathlon.data.domains import SOURCE_DOMAIN
 from decathlon.data.transforms import output_hw
 from decathlon.engine.pretrain import pretrain
+from decathlon.engine.step import EagerStep, GraphedStep
 from decathlon.engine.trainer import JobSpec
 from decathlon.methods import METHODS
+from gpu_timing import measure as time_calls, synthetic_batch
 from protocol_projection import FAMILY, project
 
 GEOMETRY_DOMAINS = ("cifar100", "svhn", "daimlerpedcls")   # 64x64 crop, 72x72, 144x72 (SpotTune protocol)
 TIMED = ("finetune", "parallel_adapters", "spottune")
 CONCURRENT = ("finetune", "spottune")
 CONCURRENT_EXTRA_EPOCHS = 4   # jobs at once run longer, so that spawning them does not decide the overlap
+CEILING_BATCH, CEILING_SIZE = 1024, 64   # on a CPU (smoke): 16 images of 32 px
 
 
 class Settings:
@@ -61,6 +69,7 @@ class Settings:
         if smoke:
             self.overrides.update(width=0.125, batch_size=16, eval_batch_size=64)
         self.jobs_per_device = args.jobs_per_device or default_jobs_per_device(device)
+        self.width = 0.125 if smoke else 1.0
 
 
 def prepared_data(root: Path, scale: float) -> Path:
@@ -95,6 +104,21 @@ def aggregate_rate(jobs: list) -> float:
     return images / span
 
 
+def device_ceiling(s: Settings, method: str) -> dict:
+    """img/s of `method`'s training step on one large batch already on the device, replayed
+    from a CUDA graph (eager on a CPU): the most this device gives that step."""
+    cuda = s.device.type == "cuda"
+    timing = SimpleNamespace(device=s.device, width=s.width, warmup=3 if cuda else 1, min_steps=5 if cuda else 2,
+                             seconds=4.0 if cuda else 0.5, max_steps=200)
+    configure(s.device)
+    runner = (GraphedStep if cuda else EagerStep)(build_method(method, timing, s.precision))
+    batch, size = (CEILING_BATCH, CEILING_SIZE) if cuda else (16, 32)
+    normalised, labels = synthetic_batch(batch, size, s.device)
+    result = time_calls(lambda: runner(normalised(), labels), timing, batch)
+    synchronize(s.device)
+    return {**result, "batch": batch, "size": size, "step": runner.kind}
+
+
 def job_spec(s: Settings, data: Path, out: Path, method: str, domain: str, seed: int, backbone: Path,
              extra_epochs: int = 0) -> JobSpec:
     hp = hparams(method, domain, "spottune_paper", {**s.overrides, "epochs": s.epochs + extra_epochs})
@@ -103,7 +127,7 @@ def job_spec(s: Settings, data: Path, out: Path, method: str, domain: str, seed:
 
 
 def measure(s: Settings, data: Path, work: Path, log) -> dict:
-    report = {"pretrain": {}, "single": {}, "concurrent": {}}
+    report = {"pretrain": {}, "single": {}, "concurrent": {}, "ceiling": {}}
     started = time.perf_counter()
     hp = pretrain_hparams("spottune_paper", {k: v for k, v in s.overrides.items() if k != "eval_batch_size"})
     backbone = pretrain(data, work / "pretrain", hp, {"preset": "spottune_paper"}, device=str(s.device),
@@ -118,16 +142,22 @@ def measure(s: Settings, data: Path, work: Path, log) -> dict:
             log(f"single {method}/{domain}: {report['single'][f'{method}/{domain}']}")
     n = s.jobs_per_device
     for method in CONCURRENT:
+        report["ceiling"][method] = device_ceiling(s, method)
+        log(f"ceiling {method}: {report['ceiling'][method]}")
+    for method in CONCURRENT:
+        single = report["single"][f"{method}/{GEOMETRY_DOMAINS[0]}"]["train_images_per_s"]
+        bound = report["ceiling"][method]["images_per_s"] / single
         if n == 1:   # one job at a time: nothing shares the device
-            report["concurrent"][method] = {"jobs": 1, "summed_images_per_s": None, "over_one_job": 1.0}
+            report["concurrent"][method] = {"jobs": 1, "summed_images_per_s": None, "over_one_job": 1.0,
+                                            "ceiling_over_one_job": bound}
             continue
         outs = [work / "concurrent" / method / f"seed{seed}" for seed in range(n)]
         specs = [job_spec(s, data, out, method, GEOMETRY_DOMAINS[0], seed, backbone, CONCURRENT_EXTRA_EPOCHS)
                  for seed, out in enumerate(outs)]
         run_jobs(specs, n, max(1, torch.get_num_threads() // n), progress=False)
-        single = report["single"][f"{method}/{GEOMETRY_DOMAINS[0]}"]["train_images_per_s"]
         together = aggregate_rate(outs)
-        report["concurrent"][method] = {"jobs": n, "summed_images_per_s": together, "over_one_job": together / single}
+        report["concurrent"][method] = {"jobs": n, "summed_images_per_s": together, "over_one_job": together / single,
+                                        "ceiling_over_one_job": bound}
         log(f"concurrent {method} x{n}: {report['concurrent'][method]}")
     report["measure_s"] = time.perf_counter() - started
     return report
@@ -155,11 +185,19 @@ def markdown(report: dict) -> str:
     for key, row in report["single"].items():
         lines.append(f"| {key} (batch {s['batch']}) | {row['train_images_per_s']:,.0f} | "
                      f"{row['eval_images_per_s'] or 0:,.0f} | {row['step']} |")
-    lines += ["", "| jobs at once | method | img/s together | over one job |", "|---:|---|---:|---:|"]
+    lines += ["", "| jobs at once | method | img/s together | over one job | device ceiling, img/s | "
+              "ceiling over one job |", "|---:|---|---:|---:|---:|---:|"]
     for method, row in report["concurrent"].items():
         if row["jobs"] > 1:
+            ceiling = report["ceiling"][method]
             lines.append(f"| {row['jobs']} | {method} | {row['summed_images_per_s']:,.0f} | "
-                         f"{row['over_one_job']:.2f}x |")
+                         f"{row['over_one_job']:.2f}x | {ceiling['images_per_s']:,.0f} | "
+                         f"{row['ceiling_over_one_job']:.2f}x |")
+    ceiling = next(iter(report["ceiling"].values()), None)
+    if ceiling:
+        lines += ["", f"Device ceiling: the method's step on one batch of {ceiling['batch']} images of "
+                      f"{ceiling['size']} px already on the device ({ceiling['step']}). Jobs in separate "
+                      "processes share a GPU by time slices (without CUDA MPS), so together they cannot pass it."]
     lines += ["", "## Projected wall time of the paper protocols on this device (hours)", "",
               "| protocol | methods | pretraining | jobs, one at a time | total | jobs, N at a time | total |",
               "|---|---|---:|---:|---:|---:|---:|"]

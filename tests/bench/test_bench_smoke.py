@@ -27,6 +27,9 @@ def test_bench_protocol_smoke_projects_every_paper_protocol(tmp_path):
          "--data-root", str(tmp_path / "data"), timeout=600)
     report = json.loads((tmp_path / "protocol_cpu-smoke.json").read_text())
     assert all(row["jobs"] == 2 and row["over_one_job"] > 0 for row in report["concurrent"].values())
+    assert all(report["ceiling"][m]["images_per_s"] > 0 and row["ceiling_over_one_job"] > 0
+               for m, row in report["concurrent"].items())
+    assert "ceiling over one job" in (tmp_path / "protocol_cpu-smoke.md").read_text()
     assert {row["preset"] for row in report["projections"]} == {"spottune_paper", "adapters_paper"}
     assert all(row["total_h"] > row["pretrain_h"] > 0 for row in report["projections"])
     assert set(report["single"]) == {f"{m}/{d}" for m in ("finetune", "parallel_adapters", "spottune")
