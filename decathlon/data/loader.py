@@ -132,6 +132,13 @@ class ShardLoader:
     def images_per_rank(self) -> int:
         return self.num_images // self.world_size if self.drop_last else -(-self.num_images // self.world_size)
 
+    @property
+    def real_images_per_rank(self) -> int:
+        """This rank's images that are not padding. Without drop_last the epoch is padded to
+        a multiple of world_size by repeating its first images, at the end of the last ranks'
+        parts: a rank's part is its first `real_images_per_rank` images, then repeats."""
+        return max(0, min(self.images_per_rank, self.num_images - self.rank * self.images_per_rank))
+
     def __len__(self) -> int:
         per_rank = self.images_per_rank
         return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)

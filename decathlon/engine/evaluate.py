@@ -1,7 +1,8 @@
 """Top-1 accuracy of a method on one loader, over all ranks, under one test-time policy.
 
 Under DDP an evaluation loader pads each rank's part with up to world_size - 1 repeated
-images; predictions are gathered and deduplicated by image_id, so every image counts once.
+images; predictions are gathered and deduplicated by image_id, so every image counts once,
+and a method's statistics (SpotTune's policy usage) leave the repeats out.
 
 A random policy (SpotTune's sampled decisions, the random-policy ablation) is evaluated
 with the torch RNG seeded per draw inside `torch.random.fork_rng`: the numbers are
@@ -60,13 +61,17 @@ def evaluate(method, loader, ctx, policy: str | None = None, draws: int = 1, see
 def _one_pass(method, loader, ctx) -> EvalResult:
     method.eval()
     ids, preds, labels, stats = [], [], [], []
+    not_padding = loader.real_images_per_rank   # this rank's images before its padding repeats
     for images, batch_labels, image_ids in loader:
         with method.autocast():
             logits = method.predict(images)
         ids.append(np.asarray(image_ids))
         preds.append(logits.argmax(1).cpu().numpy())
         labels.append(batch_labels.cpu().numpy())
-        stats.append((len(batch_labels), method.eval_stats()))
+        real = min(len(batch_labels), not_padding)
+        not_padding -= real
+        if real:
+            stats.append((real, method.eval_stats(real)))
     parts = distributed.all_gather_objects([np.concatenate(a) for a in (ids, preds, labels)], ctx)
     image_ids, first = np.unique(np.concatenate([p[0] for p in parts]), return_index=True)
     predictions = np.concatenate([p[1] for p in parts])[first]

@@ -66,8 +66,9 @@ class Method(nn.Module):
         tensors, numbers, strings, lists and dicts, so they load with weights_only=True."""
         return {}
 
-    def eval_stats(self) -> dict:
-        """Extra per-evaluation statistics (e.g. SpotTune's policy usage); JSON-able."""
+    def eval_stats(self, count: int) -> dict:
+        """Extra statistics (e.g. SpotTune's policy usage) of the first `count` images of the
+        batch `predict` saw last (the rest are padding repeats); JSON-able."""
         return {}
 
     def eval_policies(self) -> tuple:

@@ -75,9 +75,9 @@ class SpotTune(Method):
     def use_eval_policy(self, policy: str | None) -> None:
         self.net.eval_mode = policy
 
-    def eval_stats(self) -> dict:
+    def eval_stats(self, count: int) -> dict:
         """Fraction of images that took the fine-tuned path of each block."""
-        return {"policy_usage": self.net.last_decisions.float().mean(0).tolist()}
+        return {"policy_usage": self.net.last_decisions[:count].float().mean(0).tolist()}
 
     def stored_parameters(self) -> dict:
         return {"total": self.net.spottune.domain_parameter_count(self.domain),

@@ -50,8 +50,8 @@ class _DomainView:
         net.last_decisions = {self.domain: decisions}
         return logits
 
-    def eval_stats(self) -> dict:
-        return {"policy_usage": self.method.net.last_decisions[self.domain].float().mean(0).tolist()}
+    def eval_stats(self, count: int) -> dict:
+        return {"policy_usage": self.method.net.last_decisions[self.domain][:count].float().mean(0).tolist()}
 
 
 class SpotTuneJoint(Method):

@@ -119,6 +119,8 @@ def test_ranks_cover_the_epoch_without_drop_last(make_loader, epoch_ids, all_ids
     together = np.concatenate(parts)
     assert set(together) == set(all_ids())
     assert len(together) - len(set(together)) == -23 % world_size  # padding repeats at most world_size - 1
+    real = [part[:loader.real_images_per_rank] for part, loader in zip(parts, loaders)]
+    assert sorted(np.concatenate(real)) == sorted(all_ids())   # what precedes the padding: each image once
 
 
 def test_ranks_of_a_divisible_split_partition_it_exactly(make_loader, epoch_ids, write_prepared, tmp_path):

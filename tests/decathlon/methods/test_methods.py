@@ -83,8 +83,10 @@ def test_argmax_evaluation_is_deterministic_and_reports_policy_usage(backbone_st
     with torch.no_grad():
         first, second = method.predict(x), method.predict(x)
     assert torch.equal(first, second)
-    usage = method.eval_stats()["policy_usage"]
+    usage = method.eval_stats(5)["policy_usage"]
     assert len(usage) == 12 and all(0.0 <= u <= 1.0 for u in usage)
+    decisions = method.net.last_decisions
+    assert method.eval_stats(2)["policy_usage"] == decisions[:2].float().mean(0).tolist()
 
 
 def test_unknown_method_names_the_valid_choices():
