@@ -161,13 +161,6 @@ def parse_annotations(raw: bytes, source: str, domain: str | Domain, split: str)
                             hashlib.sha256(raw).hexdigest())
 
 
-def read_annotation_file(path: Path, domain: str | Domain, split: str) -> SplitAnnotations:
-    path = Path(path)
-    if not path.is_file():
-        raise AnnotationError(f"{path}: annotation file not found")
-    return parse_annotations(path.read_bytes(), str(path), domain, split)
-
-
 def read_labelled_annotations(path: Path) -> dict:
     """All labelled `<domain>_<split>.json` files in a folder or zip (e.g. labels_test.zip).
 
