@@ -9,6 +9,8 @@ for evaluation):
 - `--jobs-per-device` jobs at once (default: the engine's default for this device) of
   finetune and spottune on cifar100, a few epochs longer: their images over the wall-clock
   span of their timed epochs, against one job's img/s (the concurrency);
+- finetune and spottune on cifar100 once more with `--no-cudnn-benchmark` (cuDNN's heuristic
+  choice of algorithms against the engine's default autotuning);
 - the device's ceiling for those two steps: one batch of 1024 64-px images replayed from a
   CUDA graph. Jobs in separate processes share a GPU by time slices (without CUDA MPS), so together they
   cannot pass it: ceiling / one job bounds what several jobs at once can gain.
@@ -120,14 +122,15 @@ def device_ceiling(s: Settings, method: str) -> dict:
 
 
 def job_spec(s: Settings, data: Path, out: Path, method: str, domain: str, seed: int, backbone: Path,
-             extra_epochs: int = 0) -> JobSpec:
+             extra_epochs: int = 0, cudnn_benchmark: bool = True) -> JobSpec:
     hp = hparams(method, domain, "spottune_paper", {**s.overrides, "epochs": s.epochs + extra_epochs})
     return JobSpec(method, domain, str(data), str(out), hp, protocol="train", seed=seed, backbone=str(backbone),
-                   device=str(s.device), progress=False, data_parallel=False, extra={"preset": "spottune_paper"})
+                   device=str(s.device), progress=False, data_parallel=False, cudnn_benchmark=cudnn_benchmark,
+                   extra={"preset": "spottune_paper"})
 
 
 def measure(s: Settings, data: Path, work: Path, log) -> dict:
-    report = {"pretrain": {}, "single": {}, "concurrent": {}, "ceiling": {}}
+    report = {"pretrain": {}, "single": {}, "concurrent": {}, "ceiling": {}, "cudnn_heuristics": {}}
     started = time.perf_counter()
     hp = pretrain_hparams("spottune_paper", {k: v for k, v in s.overrides.items() if k != "eval_batch_size"})
     backbone = pretrain(data, work / "pretrain", hp, {"preset": "spottune_paper"}, device=str(s.device),
@@ -140,6 +143,12 @@ def measure(s: Settings, data: Path, work: Path, log) -> dict:
             run_jobs([job_spec(s, data, out, method, domain, 0, backbone)], 1, torch.get_num_threads(), progress=False)
             report["single"][f"{method}/{domain}"] = steady_rate(out)
             log(f"single {method}/{domain}: {report['single'][f'{method}/{domain}']}")
+    for method in CONCURRENT:   # the same job with cuDNN's heuristic algorithm choice (no effect on a CPU)
+        out = work / "cudnn_heuristics" / method
+        run_jobs([job_spec(s, data, out, method, GEOMETRY_DOMAINS[0], 0, backbone, cudnn_benchmark=False)], 1,
+                 torch.get_num_threads(), progress=False)
+        report["cudnn_heuristics"][method] = steady_rate(out)
+        log(f"cudnn heuristics {method}: {report['cudnn_heuristics'][method]}")
     n = s.jobs_per_device
     for method in CONCURRENT:
         report["ceiling"][method] = device_ceiling(s, method)
@@ -185,6 +194,14 @@ def markdown(report: dict) -> str:
     for key, row in report["single"].items():
         lines.append(f"| {key} (batch {s['batch']}) | {row['train_images_per_s']:,.0f} | "
                      f"{row['eval_images_per_s'] or 0:,.0f} | {row['step']} |")
+    for method, row in report["cudnn_heuristics"].items():
+        lines.append(f"| {method}/{GEOMETRY_DOMAINS[0]}, --no-cudnn-benchmark | {row['train_images_per_s']:,.0f} | "
+                     f"{row['eval_images_per_s'] or 0:,.0f} | {row['step']} |")
+    for method, row in report["cudnn_heuristics"].items():
+        timed = report["single"][f"{method}/{GEOMETRY_DOMAINS[0]}"]["train_images_per_s"]
+        lines.append(f"\n{method}: training img/s with cuDNN autotuning (the engine's default) over cuDNN's "
+                     f"heuristics: **{timed / row['train_images_per_s']:.2f}x**"
+                     + (" (a CPU has no cuDNN: noise)" if "cpu" in m["device"] else ""))
     lines += ["", "| jobs at once | method | img/s together | over one job | device ceiling, img/s | "
               "ceiling over one job |", "|---:|---|---:|---:|---:|---:|"]
     for method, row in report["concurrent"].items():

@@ -17,5 +17,5 @@ timeout "${TESTS_S:-90}" python3 -m pytest -q -p no:cacheprovider -k "cuda or gr
     tests/decathlon/data/test_loader.py tests/decathlon/data/test_transforms.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 timeout "${GPU_S:-150}" python3 bench/bench_gpu.py --no-compile --seconds "${PART_S:-4}" --budget "${GPU_BUDGET:-130}" \
     --out-dir "$OUT" 2>&1 | tail -45
-timeout "${PROTOCOL_S:-230}" python3 bench/bench_protocol.py --scale "${SCALE:-16}" --epochs 3 --out-dir "$OUT" \
+timeout "${PROTOCOL_S:-300}" python3 bench/bench_protocol.py --scale "${SCALE:-16}" --epochs 3 --out-dir "$OUT" \
     --data-root /tmp/decathlon-bench 2>&1 | tail -40

@@ -30,6 +30,7 @@ def test_bench_protocol_smoke_projects_every_paper_protocol(tmp_path):
     assert all(report["ceiling"][m]["images_per_s"] > 0 and row["ceiling_over_one_job"] > 0
                for m, row in report["concurrent"].items())
     assert "ceiling over one job" in (tmp_path / "protocol_cpu-smoke.md").read_text()
+    assert set(report["cudnn_heuristics"]) == {"finetune", "spottune"}
     assert {row["preset"] for row in report["projections"]} == {"spottune_paper", "adapters_paper"}
     assert all(row["total_h"] > row["pretrain_h"] > 0 for row in report["projections"])
     assert set(report["single"]) == {f"{m}/{d}" for m in ("finetune", "parallel_adapters", "spottune")
