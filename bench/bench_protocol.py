@@ -11,6 +11,8 @@ for evaluation):
   span of their timed epochs, against one job's img/s (the concurrency);
 - finetune and spottune on cifar100 once more with `--no-cudnn-benchmark` (cuDNN's heuristic
   choice of algorithms against the engine's default autotuning);
+- imagenet12 train streamed from its shards with nothing training (what feeds pretraining
+  where the split does not fit in GPU memory);
 - the device's ceiling for those two steps: one batch of 1024 64-px images replayed from a
   CUDA graph. Jobs in separate processes share a GPU by time slices (without CUDA MPS), so together they
   cannot pass it: ceiling / one job bounds what several jobs at once can gain.
@@ -35,12 +37,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
-from bench_common import machine_info, slug, synchronize, write_report
-from bench_gpu import build_method, configure
+from bench_common import machine_info, slug, write_report
 from data_prep.prepare import prepare
 from data_prep.synthetic import generate
 from decathlon.benchmark.hparams import hparams, pretrain_hparams
@@ -48,17 +48,15 @@ from decathlon.benchmark.run import default_jobs_per_device, run_jobs
 from decathlon.data.domains import SOURCE_DOMAIN
 from decathlon.data.transforms import output_hw
 from decathlon.engine.pretrain import pretrain
-from decathlon.engine.step import EagerStep, GraphedStep
 from decathlon.engine.trainer import JobSpec
 from decathlon.methods import METHODS
-from gpu_timing import measure as time_calls, synthetic_batch
+from device_limits import device_ceiling, streamed_rate
 from protocol_projection import FAMILY, project
 
 GEOMETRY_DOMAINS = ("cifar100", "svhn", "daimlerpedcls")   # 64x64 crop, 72x72, 144x72 (SpotTune protocol)
 TIMED = ("finetune", "parallel_adapters", "spottune")
 CONCURRENT = ("finetune", "spottune")
 CONCURRENT_EXTRA_EPOCHS = 4   # jobs at once run longer, so that spawning them does not decide the overlap
-CEILING_BATCH, CEILING_SIZE = 1024, 64   # on a CPU (smoke): 16 images of 32 px
 
 
 class Settings:
@@ -106,21 +104,6 @@ def aggregate_rate(jobs: list) -> float:
     return images / span
 
 
-def device_ceiling(s: Settings, method: str) -> dict:
-    """img/s of `method`'s training step on one large batch already on the device, replayed
-    from a CUDA graph (eager on a CPU): the most this device gives that step."""
-    cuda = s.device.type == "cuda"
-    timing = SimpleNamespace(device=s.device, width=s.width, warmup=3 if cuda else 1, min_steps=5 if cuda else 2,
-                             seconds=4.0 if cuda else 0.5, max_steps=200)
-    configure(s.device)
-    runner = (GraphedStep if cuda else EagerStep)(build_method(method, timing, s.precision))
-    batch, size = (CEILING_BATCH, CEILING_SIZE) if cuda else (16, 32)
-    normalised, labels = synthetic_batch(batch, size, s.device)
-    result = time_calls(lambda: runner(normalised(), labels), timing, batch)
-    synchronize(s.device)
-    return {**result, "batch": batch, "size": size, "step": runner.kind}
-
-
 def job_spec(s: Settings, data: Path, out: Path, method: str, domain: str, seed: int, backbone: Path,
              extra_epochs: int = 0, cudnn_benchmark: bool = True) -> JobSpec:
     hp = hparams(method, domain, "spottune_paper", {**s.overrides, "epochs": s.epochs + extra_epochs})
@@ -130,13 +113,16 @@ def job_spec(s: Settings, data: Path, out: Path, method: str, domain: str, seed:
 
 
 def measure(s: Settings, data: Path, work: Path, log) -> dict:
-    report = {"pretrain": {}, "single": {}, "concurrent": {}, "ceiling": {}, "cudnn_heuristics": {}}
+    report = {"pretrain": {}, "streamed_source": {}, "single": {}, "concurrent": {}, "ceiling": {},
+              "cudnn_heuristics": {}}
     started = time.perf_counter()
     hp = pretrain_hparams("spottune_paper", {k: v for k, v in s.overrides.items() if k != "eval_batch_size"})
     backbone = pretrain(data, work / "pretrain", hp, {"preset": "spottune_paper"}, device=str(s.device),
                         progress=False)
     report["pretrain"] = steady_rate(work / "pretrain")
     log(f"pretrain: {report['pretrain']}")
+    report["streamed_source"] = streamed_rate(s, data, hp)
+    log(f"{SOURCE_DOMAIN} streamed: {report['streamed_source']}")
     for method in TIMED:
         for domain in GEOMETRY_DOMAINS:
             out = work / "single" / method / domain
@@ -210,7 +196,12 @@ def markdown(report: dict) -> str:
             lines.append(f"| {row['jobs']} | {method} | {row['summed_images_per_s']:,.0f} | "
                          f"{row['over_one_job']:.2f}x | {ceiling['images_per_s']:,.0f} | "
                          f"{row['ceiling_over_one_job']:.2f}x |")
-    ceiling = next(iter(report["ceiling"].values()), None)
+    streamed, ceiling = report["streamed_source"], report["ceiling"].get("finetune")
+    lines += ["", f"{SOURCE_DOMAIN} train streamed from its shards (reader thread, no training), batch "
+                  f"{streamed['batch']}: {streamed['images_per_s']:,.0f} img/s, "
+                  f"**{streamed['images_per_s'] / report['pretrain']['train_images_per_s']:.2f}x** the pretraining "
+                  f"job's rate" + (f", {streamed['images_per_s'] / ceiling['images_per_s']:.2f}x the finetune "
+                                   "ceiling" if ceiling else "") + "."]
     if ceiling:
         lines += ["", f"Device ceiling: the method's step on one batch of {ceiling['batch']} images of "
                       f"{ceiling['size']} px already on the device ({ceiling['step']}). Jobs in separate "

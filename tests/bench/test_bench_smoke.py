@@ -31,6 +31,7 @@ def test_bench_protocol_smoke_projects_every_paper_protocol(tmp_path):
                for m, row in report["concurrent"].items())
     assert "ceiling over one job" in (tmp_path / "protocol_cpu-smoke.md").read_text()
     assert set(report["cudnn_heuristics"]) == {"finetune", "spottune"}
+    assert report["streamed_source"]["images_per_s"] > 0 and report["streamed_source"]["epochs_timed"] == 2
     assert {row["preset"] for row in report["projections"]} == {"spottune_paper", "adapters_paper"}
     assert all(row["total_h"] > row["pretrain_h"] > 0 for row in report["projections"])
     assert set(report["single"]) == {f"{m}/{d}" for m in ("finetune", "parallel_adapters", "spottune")
