@@ -51,7 +51,8 @@ from decathlon.engine.pretrain import pretrain
 from decathlon.engine.trainer import JobSpec
 from decathlon.methods import METHODS
 from device_limits import device_ceiling, streamed_rate
-from protocol_projection import FAMILY, project
+from protocol_markdown import markdown
+from protocol_projection import project
 
 GEOMETRY_DOMAINS = ("cifar100", "svhn", "daimlerpedcls")   # 64x64 crop, 72x72, 144x72 (SpotTune protocol)
 TIMED = ("finetune", "parallel_adapters", "spottune")
@@ -70,6 +71,8 @@ class Settings:
             self.overrides.update(width=0.125, batch_size=16, eval_batch_size=64)
         self.jobs_per_device = args.jobs_per_device or default_jobs_per_device(device)
         self.width = 0.125 if smoke else 1.0
+        self.pretrain_hp = pretrain_hparams("spottune_paper",
+                                            {k: v for k, v in self.overrides.items() if k != "eval_batch_size"})
 
 
 def prepared_data(root: Path, scale: float) -> Path:
@@ -116,7 +119,7 @@ def measure(s: Settings, data: Path, work: Path, log) -> dict:
     report = {"pretrain": {}, "streamed_source": {}, "single": {}, "concurrent": {}, "ceiling": {},
               "cudnn_heuristics": {}}
     started = time.perf_counter()
-    hp = pretrain_hparams("spottune_paper", {k: v for k, v in s.overrides.items() if k != "eval_batch_size"})
+    hp = s.pretrain_hp
     backbone = pretrain(data, work / "pretrain", hp, {"preset": "spottune_paper"}, device=str(s.device),
                         progress=False)
     report["pretrain"] = steady_rate(work / "pretrain")
@@ -133,7 +136,7 @@ def measure(s: Settings, data: Path, work: Path, log) -> dict:
         out = work / "cudnn_heuristics" / method
         run_jobs([job_spec(s, data, out, method, GEOMETRY_DOMAINS[0], 0, backbone, cudnn_benchmark=False)], 1,
                  torch.get_num_threads(), progress=False)
-        report["cudnn_heuristics"][method] = steady_rate(out)
+        report["cudnn_heuristics"][method] = {**steady_rate(out), "job": f"{method}/{GEOMETRY_DOMAINS[0]}"}
         log(f"cudnn heuristics {method}: {report['cudnn_heuristics'][method]}")
     n = s.jobs_per_device
     for method in CONCURRENT:
@@ -167,56 +170,6 @@ def geometry_of(domain: str, protocol_augmentation: str) -> str:
     return GEOMETRY_DOMAINS[0]
 
 
-def markdown(report: dict) -> str:
-    m, s = report["machine"], report["settings"]
-    lines = [f"# Protocol benchmark: {m['device_name']}", "",
-             f"{m['date']}; torch {m['torch']}; synthetic data at scale {s['scale']}, {s['epochs']} epochs per job "
-             f"(the first untimed), precision {s['precision']}, ResNet-26 width {s['width']}; "
-             f"{report['measure_s']:.0f} s of measuring.", "",
-             "## Measured (record.jsonl, median of the epochs after the first)", "",
-             "| job | train img/s | eval img/s | step |", "|---|---:|---:|---|",
-             f"| pretrain (batch {s['pretrain_batch']}) | {report['pretrain']['train_images_per_s']:,.0f} | "
-             f"{report['pretrain']['eval_images_per_s'] or 0:,.0f} | {report['pretrain']['step']} |"]
-    for key, row in report["single"].items():
-        lines.append(f"| {key} (batch {s['batch']}) | {row['train_images_per_s']:,.0f} | "
-                     f"{row['eval_images_per_s'] or 0:,.0f} | {row['step']} |")
-    for method, row in report["cudnn_heuristics"].items():
-        lines.append(f"| {method}/{GEOMETRY_DOMAINS[0]}, --no-cudnn-benchmark | {row['train_images_per_s']:,.0f} | "
-                     f"{row['eval_images_per_s'] or 0:,.0f} | {row['step']} |")
-    for method, row in report["cudnn_heuristics"].items():
-        timed = report["single"][f"{method}/{GEOMETRY_DOMAINS[0]}"]["train_images_per_s"]
-        lines.append(f"\n{method}: training img/s with cuDNN autotuning (the engine's default) over cuDNN's "
-                     f"heuristics: **{timed / row['train_images_per_s']:.2f}x**"
-                     + (" (a CPU has no cuDNN: noise)" if "cpu" in m["device"] else ""))
-    lines += ["", "| jobs at once | method | img/s together | over one job | device ceiling, img/s | "
-              "ceiling over one job |", "|---:|---|---:|---:|---:|---:|"]
-    for method, row in report["concurrent"].items():
-        if row["jobs"] > 1:
-            ceiling = report["ceiling"][method]
-            lines.append(f"| {row['jobs']} | {method} | {row['summed_images_per_s']:,.0f} | "
-                         f"{row['over_one_job']:.2f}x | {ceiling['images_per_s']:,.0f} | "
-                         f"{row['ceiling_over_one_job']:.2f}x |")
-    streamed, ceiling = report["streamed_source"], report["ceiling"].get("finetune")
-    lines += ["", f"{SOURCE_DOMAIN} train streamed from its shards (reader thread, no training), batch "
-                  f"{streamed['batch']}: {streamed['images_per_s']:,.0f} img/s, "
-                  f"**{streamed['images_per_s'] / report['pretrain']['train_images_per_s']:.2f}x** the pretraining "
-                  f"job's rate" + (f", {streamed['images_per_s'] / ceiling['images_per_s']:.2f}x the finetune "
-                                   "ceiling" if ceiling else "") + "."]
-    if ceiling:
-        lines += ["", f"Device ceiling: the method's step on one batch of {ceiling['batch']} images of "
-                      f"{ceiling['size']} px already on the device ({ceiling['step']}). Jobs in separate "
-                      "processes share a GPU by time slices (without CUDA MPS), so together they cannot pass it."]
-    lines += ["", "## Projected wall time of the paper protocols on this device (hours)", "",
-              "| protocol | methods | pretraining | jobs, one at a time | total | jobs, N at a time | total |",
-              "|---|---|---:|---:|---:|---:|---:|"]
-    for row in report["projections"]:
-        lines.append(f"| {row['preset']} ({row['protocol']}) | {row['methods_label']} | {row['pretrain_h']:.2f} | "
-                     f"{row['jobs_h']:.2f} | **{row['total_h']:.2f}** | {row['jobs_parallel_h']:.2f} (N={row['n']}) | "
-                     f"**{row['total_parallel_h']:.2f}** |")
-    lines += ["", "Method families: " + ", ".join(f"{k} as {v}" for k, v in FAMILY.items() if k != v) + "."]
-    return "\n".join(lines) + "\n"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--allow-cpu", action="store_true", help="without CUDA, run on the CPU")
@@ -246,7 +199,7 @@ def main(argv=None) -> int:
     report["machine"] = machine_info(device)
     report["settings"] = {"scale": s.scale, "epochs": s.epochs, "precision": s.precision,
                           "width": finetune_hp["width"], "batch": finetune_hp["batch_size"],
-                          "pretrain_batch": pretrain_hparams("spottune_paper")["batch_size"]}
+                          "pretrain_batch": s.pretrain_hp["batch_size"]}
     report["projections"] = project(report, geometry_of, tuple(METHODS), s.jobs_per_device)
     name = "cpu" if device.type == "cpu" else slug(report["machine"]["gpu_name"])
     write_report(report, args.out_dir / f"protocol_{name}{'-smoke' if args.smoke else ''}.json", markdown)
