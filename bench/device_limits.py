@@ -11,7 +11,7 @@ from bench_common import synchronize
 from bench_gpu import build_method, configure
 from decathlon.data.domains import SOURCE_DOMAIN
 from decathlon.data.loader import ShardLoader
-from decathlon.engine.step import EagerStep, GraphedStep
+from decathlon.engine.step import WARMUP_STEPS, EagerStep, GraphedStep
 from gpu_timing import measure, synthetic_batch
 
 CEILING_BATCH, CEILING_SIZE = 1024, 64   # on a CPU (smoke): 16 images of 32 px
@@ -22,7 +22,9 @@ def device_ceiling(s, method: str) -> dict:
     """img/s of `method`'s training step on one large batch already on the device, replayed
     from a CUDA graph (eager on a CPU): the most this device gives that step."""
     cuda = s.device.type == "cuda"
-    timing = SimpleNamespace(device=s.device, width=s.width, warmup=3 if cuda else 1, min_steps=5 if cuda else 2,
+    # warm-up: the runner's eager steps and its capture happen before the timed calls
+    timing = SimpleNamespace(device=s.device, width=s.width, warmup=WARMUP_STEPS + 2 if cuda else 1,
+                             min_steps=5 if cuda else 2,
                              seconds=4.0 if cuda else 0.5, max_steps=200)
     configure(s.device)
     runner = (GraphedStep if cuda else EagerStep)(build_method(method, timing, s.precision))
