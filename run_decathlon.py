@@ -19,7 +19,7 @@ from decathlon.data.domains import TARGET_DOMAINS, get_domain
 from decathlon.engine import distributed
 from decathlon.engine.checkpoint import CheckpointError
 from decathlon.benchmark.hparams import PRESETS
-from decathlon.cli.train import add_execution_arguments, overrides_from
+from decathlon.cli.train import add_execution_arguments, execution_options, overrides_from
 from decathlon.data.manifest import ManifestError
 from decathlon.methods import METHODS, get_method
 
@@ -77,8 +77,7 @@ def main(argv=None) -> int:
     overrides = overrides_from(args)
     config = BenchmarkConfig(args.data, args.out, args.methods, args.domains, args.config, args.protocol,
                              args.seeds, args.device, overrides, args.compile, not args.no_progress,
-                             cuda_graphs=False if args.no_cuda_graphs else None,
-                             cudnn_benchmark=not args.no_cudnn_benchmark,
+                             **execution_options(args),
                              jobs_per_device=args.jobs_per_device, threads_per_job=args.threads_per_job,
                              backbone=args.backbone)
     try:

@@ -5,7 +5,7 @@ job's record and checkpoint beside it, so an interrupted pretraining resumes).
 """
 from __future__ import annotations
 
-from decathlon.cli.train import add_common_arguments, overrides_from, run_guarded
+from decathlon.cli.train import add_common_arguments, execution_options, overrides_from, run_guarded
 
 
 def add_arguments(parser) -> None:
@@ -21,8 +21,7 @@ def run(args) -> int:
         overrides = overrides_from(args)
         path = pretrain(args.data, args.out, pretrain_hparams(args.preset, overrides), job_extra(args.preset, overrides),
                         args.seed, args.device, args.compile, not args.no_progress, args.resume,
-                        cuda_graphs=False if args.no_cuda_graphs else None,
-                        cudnn_benchmark=not args.no_cudnn_benchmark)
+                        **execution_options(args))
         print(f"backbone written to {path}")
 
     return run_guarded(job)

@@ -41,6 +41,11 @@ def add_execution_arguments(parser) -> None:
                              "(the public codes time them); recorded")
 
 
+def execution_options(args) -> dict:
+    """--no-cuda-graphs and --no-cudnn-benchmark as JobSpec / BenchmarkConfig / pretrain keywords."""
+    return {"cuda_graphs": False if args.no_cuda_graphs else None, "cudnn_benchmark": not args.no_cudnn_benchmark}
+
+
 def overrides_from(args) -> dict:
     """--hparam KEY=VALUE pairs plus --precision, as hyperparameter overrides."""
     from decathlon.benchmark.hparams import parse_overrides
@@ -97,8 +102,7 @@ def run(args) -> int:
                                 protocol=args.protocol or preset_protocol(args.preset), seed=args.seed,
                                 backbone=args.backbone, device=args.device, compile=args.compile,
                                 progress=not args.no_progress, resume=args.resume,
-                                cuda_graphs=False if args.no_cuda_graphs else None,
-                                cudnn_benchmark=not args.no_cudnn_benchmark,
+                                **execution_options(args),
                                 domains=domains if joint else (), extra=job_extra(args.preset, overrides)))
         for evaluation in final["evaluations"][::len(final["evaluations"]) // len(domains)]:
             for split, result in evaluation["splits"].items():
