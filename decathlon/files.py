@@ -2,13 +2,18 @@
 
 A reader (or a rerun after Ctrl-C) sees either the old file or the complete new one,
 never a half-written one. Every writer of manifests, checkpoints, tables, plots and
-submission files goes through here.
+submission files goes through here. Also: output folders checked before work starts
+(`ensure_dir`), and the lock that keeps two processes out of one folder (`folder_lock`).
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import socket
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -36,3 +41,66 @@ def write_bytes_atomic(path, data: bytes | str) -> Path:
         f.flush()
         os.fsync(f.fileno())
     return Path(path)
+
+
+class OutputError(ValueError):
+    """An output folder or file that cannot be used; the message names the option and the path."""
+
+
+def ensure_dir(path, option: str = "--out") -> Path:
+    """Create the folder `path` given by the command-line `option`, and check that files can
+    be written in it; raise OutputError naming the option, the path and the reason."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} {path}: is a file, expected a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # os.access says yes to root on a read-only file system: writing is the only true test.
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", suffix=".tmp", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OutputError(f"{option} {path}: cannot write there ({err.strerror or err})") from None
+    return path
+
+
+def ensure_file_target(path, option: str = "--out") -> Path:
+    """Check that the file `path` given by `option` can be written (its folder is created)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option} {path}: is a folder, expected a file name")
+    ensure_dir(path.parent if str(path.parent) else Path("."), option=f"{option} {path}: its folder")
+    return path
+
+
+class FolderLockedError(ValueError):
+    """Another process holds the folder; the message names the holder."""
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder, what: str = "folder"):
+    """Hold an exclusive lock on `folder` while the block runs; a second holder is refused.
+
+    The lock is an advisory `flock` on `folder/.lock`, which holds the holder's pid, host
+    and command line so that the refusal can name it. The kernel drops the lock when its
+    process ends, however it ends, so a killed run never leaves a stale lock behind. The
+    lock file itself stays (removing it would race with the next holder)."""
+    folder = ensure_dir(folder)
+    path = folder / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise FolderLockedError(f"{what} {folder} is in use by {holder}; wait for it to end or stop it") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, (f"pid {os.getpid()} on {socket.gethostname()} since "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({' '.join(sys.argv)[:300]})\n").encode())
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
