@@ -28,14 +28,14 @@ from pathlib import Path
 
 import torch
 
-from bench_common import FixedDecisions, backbone_state, machine_info, slug, synchronize, write_report
+from _common import FixedDecisions, backbone_state, machine_info, slug, synchronize, write_report
 from decathlon.benchmark.hparams import hparams
 from decathlon.engine.step import EagerStep, GraphedStep, configure_precision
 from decathlon.methods import METHODS
 from decathlon.models import SpotTuneNet, resnet26
 from decathlon.models.routing import routing_pays
-from gpu_markdown import markdown
-from gpu_timing import (NUM_CLASSES, Settings, autocast, elapsed, measure, peak_gib, reset_memory,
+from _gpu_markdown import markdown
+from _gpu_timing import (NUM_CLASSES, Settings, autocast, elapsed, measure, peak_gib, reset_memory,
                         synthetic_batch)
 
 DOMAIN = "cifar100"

@@ -4,7 +4,7 @@ public codes' JPEG pipeline.
 Every side delivers the same images as ready, normalised batches on --device:
 - new: decathlon.data.loader.ShardLoader on format-2 shards (whole images, ragged batches),
   once streamed (chunk reads in a reader thread) and once resident (the split held whole);
-- today: the format-1 read + crop path (bench/loader_v1.py) over the central 72x72 squares
+- today: the format-1 read + crop path (bench/_loader_v1.py) over the central 72x72 squares
   cut from the same images, once streamed (chunk reads) and once from its in-memory cache;
 - jpeg: a torchvision.datasets-style Dataset (one JPEG per __getitem__, PIL decode,
   torchvision Resize / crop / flip / ToTensor / Normalize) in a torch DataLoader with
@@ -35,7 +35,7 @@ from torchvision import transforms
 from decathlon.data.domains import ANNOTATION_FILES, get_domain, parse_domains
 from decathlon.data.loader import ShardLoader
 from decathlon.data.transforms import NETWORK_SIDE, augmentation_spec
-from loader_v1 import SquareLoader, write_squares
+from _loader_v1 import SquareLoader, write_squares
 
 
 class JpegFolder(Dataset):

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from bench_common import FixedDecisions, backbone_state, machine_info, synchronize
+from _common import FixedDecisions, backbone_state, machine_info, synchronize
 from decathlon.benchmark.hparams import hparams
 from decathlon.engine.step import EagerStep, GraphedStep, autocast_for
 from decathlon.methods import METHODS

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from bench_common import machine_info, slug, write_report
+from _common import machine_info, slug, write_report
 from data_prep.prepare import prepare
 from data_prep.synthetic import generate
 from decathlon.benchmark.hparams import hparams, pretrain_hparams
@@ -50,9 +50,9 @@ from decathlon.data.transforms import output_hw
 from decathlon.engine.pretrain import pretrain
 from decathlon.engine.trainer import JobSpec
 from decathlon.methods import METHODS
-from device_limits import device_ceiling, streamed_rate
-from protocol_markdown import markdown
-from protocol_projection import project
+from _device_limits import device_ceiling, streamed_rate
+from _protocol_markdown import markdown
+from _protocol_projection import project
 
 GEOMETRY_DOMAINS = ("cifar100", "svhn", "daimlerpedcls")   # 64x64 crop, 72x72, 144x72 (SpotTune protocol)
 TIMED = ("finetune", "parallel_adapters", "spottune")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from data_prep.synthetic_draw import (MOTION_PATHS, SPRITE, TEXTURES, blend, chaikin, fill, filled_sprite, finish,
+from data_prep.synthetic.draw import (MOTION_PATHS, SPRITE, TEXTURES, blend, chaikin, fill, filled_sprite, finish,
                                       gradient, hsv_colour, jitter, new_sprite, occlude, paste, pixel_box, polygon,
                                       random_colour, rotation_matrix, text_sprite, texture_mask, to_image, to_px,
                                       unit_grid)

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from bench_common import synchronize
+from _common import synchronize
 from decathlon.engine.step import autocast_for
 
 NUM_CLASSES = 100

@@ -7,12 +7,12 @@ from types import SimpleNamespace
 
 import torch
 
-from bench_common import synchronize
+from _common import synchronize
 from bench_gpu import build_method, configure
 from decathlon.data.domains import SOURCE_DOMAIN
 from decathlon.data.loader import ShardLoader
 from decathlon.engine.step import WARMUP_STEPS, EagerStep, GraphedStep
-from gpu_timing import measure, synthetic_batch
+from _gpu_timing import measure, synthetic_batch
 
 CEILING_BATCH, CEILING_SIZE = 1024, 64   # on a CPU (smoke): 16 images of 32 px
 STREAMED_EPOCHS = 2                      # timed, after one untimed epoch

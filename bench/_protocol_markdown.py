@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from decathlon.data.domains import SOURCE_DOMAIN
-from protocol_projection import FAMILY
+from _protocol_projection import FAMILY
 
 
 def _rate_row(label: str, row: dict) -> str:

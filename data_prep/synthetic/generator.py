@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.synthetic_domains import LOOKS
+from data_prep.synthetic.domains import LOOKS
 from decathlon.data.domains import (ANNOTATION_FILES, DOMAIN_NAMES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR,
                                LABELLED_TEST_FILE, SPLIT_INDEX, SPLITS, get_domain)
 

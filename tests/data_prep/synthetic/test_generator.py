@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from data_prep import synthetic
+from data_prep.synthetic import generator as synthetic
 from data_prep.synthetic import LABELS_ZIP, MARKER_FILE, generate, image_size, split_sizes
 from decathlon.data.annotations import parse_annotations
 from decathlon.data.domains import (ANNOTATION_FILES, DOMAIN_NAMES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR,
