@@ -2,7 +2,6 @@
 from decathlon.models.policy import (DECISION_MODES, GUMBEL_TEMPERATURE, GlobalPolicy,
                                      PolicyHead, PolicyNet, budget_loss, decide,
                                      policy_trunk)
-from decathlon.models.registry import MODELS, create_model, register_model
 from decathlon.models.resnet import (ADAPTER_KINDS, BasicBlock, ConvBN, ResNet,
                                      SeriesAdapter, ZeroPadShortcut, adapter_weight_count,
                                      conv3x3_weight_count, freeze_shared_convs, resnet26,
@@ -13,9 +12,9 @@ from decathlon.models.spottune import FORWARD_MODES, POLICY_KINDS, SpotTuneNet
 
 __all__ = [
     "ADAPTER_KINDS", "BasicBlock", "ConvBN", "DECISION_MODES", "DomainBranch",
-    "FORWARD_MODES", "GUMBEL_TEMPERATURE", "GlobalPolicy", "MODELS", "MODEL_FILE", "POLICY_KINDS",
+    "FORWARD_MODES", "GUMBEL_TEMPERATURE", "GlobalPolicy", "MODEL_FILE", "POLICY_KINDS",
     "PolicyHead", "PolicyNet", "ResNet", "SeriesAdapter", "SpotTuneNet", "ZeroPadShortcut",
-    "adapter_weight_count", "budget_loss", "conv3x3_weight_count", "create_model", "decide",
-    "freeze_shared_convs", "parameter_count", "policy_trunk", "register_model", "resnet26",
+    "adapter_weight_count", "budget_loss", "conv3x3_weight_count", "decide",
+    "freeze_shared_convs", "parameter_count", "policy_trunk", "resnet26",
     "split_shared_and_domain_parameters",
 ]

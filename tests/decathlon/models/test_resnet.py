@@ -1,9 +1,8 @@
 """ResNet-26 as REFERENCE.md section 3 describes it."""
-import pytest
 import torch
 from torch import nn
 
-from decathlon.models import (BasicBlock, ZeroPadShortcut, conv3x3_weight_count, create_model,
+from decathlon.models import (BasicBlock, ZeroPadShortcut, conv3x3_weight_count,
                               resnet26, split_shared_and_domain_parameters)
 
 
@@ -73,9 +72,3 @@ def test_plain_model_shares_exactly_its_3x3_weights():
     assert sum(p.numel() for p in shared.values()) == conv3x3_weight_count(model)
     assert "classifier.weight" in per_domain and "head_bn.weight" in per_domain
     assert all(p.dim() == 4 for p in shared.values())
-
-
-@pytest.mark.parametrize("name", ["resnet26_plain", "resnet26_series", "resnet26_parallel"])
-def test_registry_builds_every_variant(name):
-    model = create_model(name, 3, width=0.25)
-    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 3)
