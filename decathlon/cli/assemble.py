@@ -21,8 +21,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from decathlon.engine.assemble import assemble_spottune, model_info
     from decathlon.engine.checkpoint import save_atomic
+    from decathlon.files import ensure_file_target
 
     def job():
+        ensure_file_target(args.out, "--out")
         net = assemble_spottune(args.jobs)
         save_atomic(net.checkpoint(**model_info(args.jobs)), args.out)
         print(f"{args.out}: {len(net.domains)} domain(s) ({', '.join(net.domains)}), policy {net.policy_kind}, "
