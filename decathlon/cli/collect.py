@@ -5,7 +5,8 @@ predictions_*.npz; no data, no training code) and writes into --out:
 leaderboard.md, leaderboard.tex, scores.csv, plots/*.png and
 submissions/<preset>-<protocol>/results_<method>_seed<k>.json. Prints the markdown
 leaderboard, which ends with the list of unfinished jobs (never counted).
-Exit code 2 when a RUN_DIR is missing or holds no job folders.
+Exit code 2 when a RUN_DIR is missing or holds no job folders, or when --out (or the
+default results/<name>) is a file or cannot be written; checked before anything is read.
 """
 from __future__ import annotations
 
@@ -23,12 +24,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from decathlon.files import OutputError, ensure_dir
     from decathlon.report.collect import CollectError
     from decathlon.report.write import report
 
     try:
-        report(args.run_dirs, args.out or Path("results") / args.run_dirs[0].resolve().name)
-    except CollectError as err:
+        out = ensure_dir(args.out or Path("results") / args.run_dirs[0].resolve().name, "--out")
+        report(args.run_dirs, out)
+    except (CollectError, OutputError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -38,13 +38,14 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from decathlon.data.manifest import ManifestError, read_manifest
     from decathlon.engine.distributed import resolve_device
-    from decathlon.engine.predict import predict_model
-    from decathlon.models import SpotTuneNet
+    from decathlon.engine.predict import load_model, predict_model
+    from decathlon.files import ensure_file_target
     from decathlon.scoring.s_score import s_score
     from decathlon.scoring.submission import ResultsError, official_test_ids, validate_results, write_results
 
     try:
-        model = SpotTuneNet.load(args.model)
+        ensure_file_target(args.out, "--out")
+        model = load_model(args.model)
         predictions = predict_model(model, args.data, args.split, args.policy, args.seed,
                                     resolve_device(args.device), args.batch_size, not args.no_progress)
         synthetic = read_manifest(args.data)["synthetic"]
