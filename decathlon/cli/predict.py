@@ -11,7 +11,6 @@ server would. Where the split has labels, top-1 accuracy per domain and S are pr
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -40,7 +39,7 @@ def run(args) -> int:
     from decathlon.engine.distributed import resolve_device
     from decathlon.engine.predict import load_model, predict_model
     from decathlon.files import ensure_file_target
-    from decathlon.scoring.s_score import s_score
+    from decathlon.scoring.s_score import read_baseline_errors, s_score
     from decathlon.scoring.submission import ResultsError, official_test_ids, validate_results, write_results
 
     try:
@@ -54,7 +53,7 @@ def run(args) -> int:
         expected = official_test_ids(list(predictions)) if official else \
             {d: p.image_ids for d, p in predictions.items()}
         checked = validate_results(args.out, expected, require_full=True)
-        baseline = json.loads(args.baseline_errors.read_text()) if args.baseline_errors else None
+        baseline = read_baseline_errors(args.baseline_errors) if args.baseline_errors else None
     except (ManifestError, ResultsError, ValueError, KeyError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"{PROG}: error: {message}", file=sys.stderr)
