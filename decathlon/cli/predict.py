@@ -7,7 +7,9 @@ was trained with; imagenet12 by the frozen backbone when its classifier fits. Th
 predictions are written as results.json (zipped if OUT ends in .zip) and checked as the
 server would. Where the split has labels, top-1 accuracy per domain and S are printed
 (S against the published Finetune test errors on real test data, else against
---baseline-errors). Exit code 2 on a bad model, data or argument.
+--baseline-errors). Exit code 2 on a bad model, data or argument, each in one line:
+--out is checked first; a model file whose content does not fit its own `arch`, or a
+domain whose classifier has another number of classes than the prepared data, is refused.
 """
 from __future__ import annotations
 
