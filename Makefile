@@ -1,4 +1,8 @@
 # The two commands of the README work on a fresh machine: each target installs what it needs.
+# Every path passed on is quoted in the recipes, so it may hold spaces (OUT="my data"); a
+# leading ~/ is expanded by `home`, as the shell did before the quotes. (`subst` works on the
+# text as it is; the word functions, patsubst included, would squeeze repeated spaces.)
+home = $(subst ^^,,$(subst ^^~/,$(HOME)/,^^$(1)))
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -18,7 +22,7 @@ MIRROR ?=
 install: $(STAMP)
 
 $(STAMP): requirements.txt setup.cfg pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	"$(PYTHON)" -m venv $(VENV)
 	$(PY) -m pip install --quiet "setuptools>=64" wheel
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
@@ -30,15 +34,15 @@ test: install
 # Fetch the benchmark's three tarballs into DEST (resumable; checksums kept in DEST/downloads.json).
 download: install
 	$(if $(DEST),,$(error usage: make download DEST=~/decathlon [FILES=devkit,data,imagenet] [MIRROR=URL]))
-	$(PY) -m data_prep download $(DEST) $(if $(FILES),--files $(FILES)) $(if $(MIRROR),--mirror $(MIRROR))
+	$(PY) -m data_prep download "$(call home,$(DEST))" $(if $(FILES),--files "$(FILES)") $(if $(MIRROR),--mirror "$(MIRROR)")
 
 prepare-data: install
-	$(PY) -m data_prep prepare $(if $(SOURCE),--source $(SOURCE)) $(if $(OUT),--out $(OUT)) \
-		$(if $(DOMAINS),--domains $(DOMAINS)) $(if $(TEST_LABELS),--test-labels $(TEST_LABELS)) \
-		--workers $(WORKERS)
+	$(PY) -m data_prep prepare $(if $(SOURCE),--source "$(call home,$(SOURCE))") $(if $(OUT),--out "$(call home,$(OUT))") \
+		$(if $(DOMAINS),--domains "$(DOMAINS)") $(if $(TEST_LABELS),--test-labels "$(call home,$(TEST_LABELS))") \
+		--workers "$(WORKERS)"
 
 verify-data: install
-	$(PY) -m data_prep verify $(or $(OUT),data/synthetic)
+	$(PY) -m data_prep verify "$(call home,$(or $(OUT),data/synthetic))"
 
 run: prepare-data
 	$(PY) run_decathlon.py

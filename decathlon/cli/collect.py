@@ -4,8 +4,12 @@ Reads the finished job folders of each RUN_DIR (final.json, record.jsonl,
 predictions_*.npz; no data, no training code) and writes into --out:
 leaderboard.md, leaderboard.tex, scores.csv, plots/*.png and
 submissions/<preset>-<protocol>/results_<method>_seed<k>.json. Prints the markdown
-leaderboard, which ends with the list of unfinished jobs (never counted).
-Exit code 2 when a RUN_DIR is missing or holds no job folders.
+leaderboard, which ends with the list of incomplete jobs (never counted): unfinished ones,
+and finished ones whose final.json or a predictions file it names is missing or damaged
+(the file is named). Each submission line names the domains it lacks; a real-data one
+that lacks any is written as results_<method>_seed<k>.partial.json.
+Exit code 2 when a RUN_DIR is missing or holds no job folders, or when --out (or the
+default results/<name>) is a file or cannot be written; checked before anything is read.
 """
 from __future__ import annotations
 
@@ -23,12 +27,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from decathlon.files import OutputError, ensure_dir
     from decathlon.report.collect import CollectError
     from decathlon.report.write import report
 
     try:
-        report(args.run_dirs, args.out or Path("results") / args.run_dirs[0].resolve().name)
-    except CollectError as err:
+        out = ensure_dir(args.out or Path("results") / args.run_dirs[0].resolve().name, "--out")
+        report(args.run_dirs, out)
+    except (CollectError, OutputError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -22,8 +22,10 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from decathlon.engine.import_public import import_backbone
+    from decathlon.files import ensure_file_target
 
     def job():
+        ensure_file_target(args.out, "--out")
         record = import_backbone(args.file, args.out)
         print(f"imported {args.file} (sha256 {record['sha256']}) -> {args.out}: "
               f"ResNet-26 at width 1 with its 1000-way classifier")

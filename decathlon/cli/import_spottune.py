@@ -30,8 +30,22 @@ def run(args) -> int:
     from decathlon.engine.import_public import import_spottune
 
     def job():
+        _check_out(args.out)
         record = import_spottune(args.file, args.domain, args.backbone, args.out)
         print(f"imported {args.file} -> {args.out}: SpotTune on {args.domain} ({record['num_classes']} classes), "
               f"backbone {record['backbone']}")
 
     return run_guarded(job)
+
+
+def _check_out(out: Path) -> None:
+    """OUT is a job folder, made only by an import that succeeds: an existing folder must be
+    writable; a new one's parent must be (refused: a file, a place that cannot be written)."""
+    from decathlon.files import OutputError, ensure_dir, ensure_file_target
+
+    if out.is_dir():
+        ensure_dir(out, "--out")
+    elif out.exists():
+        raise OutputError(f"--out {out}: is a file, expected a folder")
+    else:
+        ensure_file_target(out, "--out")

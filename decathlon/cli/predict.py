@@ -7,11 +7,12 @@ was trained with; imagenet12 by the frozen backbone when its classifier fits. Th
 predictions are written as results.json (zipped if OUT ends in .zip) and checked as the
 server would. Where the split has labels, top-1 accuracy per domain and S are printed
 (S against the published Finetune test errors on real test data, else against
---baseline-errors). Exit code 2 on a bad model, data or argument.
+--baseline-errors). Exit code 2 on a bad model, data or argument, each in one line:
+--out is checked first; a model file whose content does not fit its own `arch`, or a
+domain whose classifier has another number of classes than the prepared data, is refused.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -38,13 +39,14 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from decathlon.data.manifest import ManifestError, read_manifest
     from decathlon.engine.distributed import resolve_device
-    from decathlon.engine.predict import predict_model
-    from decathlon.models import SpotTuneNet
-    from decathlon.scoring.s_score import s_score
+    from decathlon.engine.predict import load_model, predict_model
+    from decathlon.files import ensure_file_target
+    from decathlon.scoring.s_score import read_baseline_errors, s_score
     from decathlon.scoring.submission import ResultsError, official_test_ids, validate_results, write_results
 
     try:
-        model = SpotTuneNet.load(args.model)
+        ensure_file_target(args.out, "--out")
+        model = load_model(args.model)
         predictions = predict_model(model, args.data, args.split, args.policy, args.seed,
                                     resolve_device(args.device), args.batch_size, not args.no_progress)
         synthetic = read_manifest(args.data)["synthetic"]
@@ -53,7 +55,7 @@ def run(args) -> int:
         expected = official_test_ids(list(predictions)) if official else \
             {d: p.image_ids for d, p in predictions.items()}
         checked = validate_results(args.out, expected, require_full=True)
-        baseline = json.loads(args.baseline_errors.read_text()) if args.baseline_errors else None
+        baseline = read_baseline_errors(args.baseline_errors) if args.baseline_errors else None
     except (ManifestError, ResultsError, ValueError, KeyError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"{PROG}: error: {message}", file=sys.stderr)

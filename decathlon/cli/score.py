@@ -4,7 +4,9 @@ Reads the labelled <domain>_<split>.json files from a folder or zip (the public
 labels_test.zip for the test split), checks every entry of RESULTS as the evaluation
 server would, and prints top-1 accuracy (%) and S points per domain in paper order.
 Domains without predictions are listed as missing and not scored; unpredicted images
-of a scored domain count as wrong. Exit code 2 on a bad results or annotation file.
+of a scored domain count as wrong. Exit code 2 on a bad results or annotation file:
+RESULTS must hold one flat JSON list no larger than a full submission needs (a zip's
+member is size-checked before and while it is inflated).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from decathlon.data.annotations import AnnotationError
 from decathlon.data.domains import SPLITS, get_domain
 from decathlon.resources import labels_test_zip
+from decathlon.scoring.s_score import read_baseline_errors
 from decathlon.scoring.submission import Evaluation, ResultsError, evaluate, validate_results
 
 PROG = "decathlon score"
@@ -44,7 +47,7 @@ def run(args) -> int:
         args.annotations = labels_test_zip()
     try:
         validate_results(args.results)  # entry errors surface before the slow annotation read
-        baseline_errors = _read_baseline_errors(args.baseline_errors) if args.baseline_errors else None
+        baseline_errors = read_baseline_errors(args.baseline_errors) if args.baseline_errors else None
         evaluation = evaluate(args.results, args.annotations, args.split, baseline_errors,
                               require_full=args.strict)
     except (ResultsError, AnnotationError, ValueError, OSError) as err:
@@ -52,13 +55,6 @@ def run(args) -> int:
         return 2
     print(json.dumps(as_json(evaluation, args), indent=2) if args.json else as_text(evaluation, args))
     return 0
-
-
-def _read_baseline_errors(path: Path) -> dict:
-    errors = json.loads(path.read_text())
-    if not isinstance(errors, dict):
-        raise ValueError(f"{path}: expected a JSON object {{domain: error fraction}}")
-    return errors
 
 
 def _missing_domains(evaluation: Evaluation) -> tuple:

@@ -10,6 +10,7 @@ from the torch RNG seeded per domain, so the predictions are reproducible.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,8 +18,29 @@ from tqdm import tqdm
 
 from decathlon.data.domains import SOURCE_DOMAIN
 from decathlon.data.loader import ShardLoader
-from decathlon.data.manifest import read_manifest, split_entry
+from decathlon.data.manifest import MANIFEST_NAME, read_manifest, split_entry
 from decathlon.models import SpotTuneNet
+
+
+def load_model(path) -> SpotTuneNet:
+    """The model file at `path`; ValueError naming it when its content does not build a
+    model (a key, shape or type that the file's own `arch` does not fit: torch and the
+    model raise KeyError, RuntimeError or TypeError for those)."""
+    try:
+        return SpotTuneNet.load(path)
+    except (KeyError, RuntimeError, TypeError, AttributeError) as err:
+        reason = " ".join(str(err.args[0] if isinstance(err, KeyError) and err.args else err).split())[:300]
+        raise ValueError(f"{path}: not a complete SpotTune model file ({type(err).__name__}: {reason})") from None
+
+
+def _check_classes(model: SpotTuneNet, manifest: dict, data) -> None:
+    """Each domain's classifier must have the prepared domain's number of classes (else its
+    predictions would be categories of another label set)."""
+    for domain, branch in model.domains.items():
+        prepared = manifest["domains"][domain]["num_classes"]
+        if branch.num_classes != prepared:
+            raise ValueError(f"domain {domain!r}: the model predicts {branch.num_classes} classes, "
+                             f"{Path(data) / MANIFEST_NAME} has {prepared}")
 
 
 @dataclass
@@ -52,6 +74,7 @@ def predict_model(model: SpotTuneNet, data, split: str = "test", policy: str = "
     manifest, device = read_manifest(data), torch.device(device)
     for domain in model.domains:
         split_entry(manifest, data, domain, split)
+    _check_classes(model, manifest, data)
     model = model.to(device).eval()
     protocol = model.info.get("augmentation", "spottune")
     loader_args = dict(train=False, protocol=protocol, shuffle=False, seed=seed, drop_last=False, device=device,

@@ -7,8 +7,11 @@ so results can be rebuilt on any machine from a copied run folder. Layout read:
     <run>/pretrain/<preset>-seed<k>/                                 the backbone (imagenet12)
     <run>/jobs/<preset>-<protocol>/<method>/<domain>/seed<k>/        one per method, domain, seed
 
-A folder without `done` (or with an unreadable `final.json`) is reported in
-`Collection.incomplete` and never counted. Jobs of several run folders are pooled.
+A folder without `done`, with an unreadable `final.json`, or with a predictions file
+that final.json names but that is missing or damaged is reported in
+`Collection.incomplete` (with the file and what is wrong) and never counted: its
+domain is absent from the tables and the submission files. Jobs of several run
+folders are pooled.
 Aggregation into leaderboards is in `decathlon.report.leaderboard`, writers in
 `decathlon.report.tables`, `decathlon.report.plots` and `decathlon.report.submissions`.
 """
@@ -21,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from decathlon.data.domains import PAPER_ORDER, SOURCE_DOMAIN
+from decathlon.report.predictions import PredictionsError, read_predictions
 
 PRETRAIN_METHOD = "pretrain"
 BASELINE_METHOD = "finetune"   # the run's own baseline of S where the published one does not apply
@@ -115,6 +119,9 @@ def collect(run_dirs) -> Collection:
                                f"jobs/<preset>-<protocol>/<method>/<domain>/seed<k>/)")
         for folder in folders:
             final, reason = _read_final(folder)
+            if final is not None:
+                reason = _predictions_problem(folder, final)
+                final = None if reason else final
             if final is None:
                 incomplete.append(dict(zip(INCOMPLETE_COLUMNS, (str(folder), *_identity_from_path(folder), reason))))
                 continue
@@ -152,6 +159,23 @@ def _read_final(folder: Path) -> tuple:
             and "domain" in final["spec"] and isinstance(final.get("splits"), dict)):
         return None, "final.json lacks spec.method, spec.domain or splits"
     return final, None
+
+
+def _predictions_problem(folder: Path, final: dict) -> str | None:
+    """Why a finished job's predictions cannot be used (None when every file final.json
+    names reads back): a job without them would silently drop its domain."""
+    for evaluation in _evaluations(final):
+        for split, entry in sorted((evaluation.get("splits") or {}).items()):
+            try:
+                read_predictions(folder / _predictions_name(entry, split))
+            except PredictionsError as err:
+                return f"done, but {str(err).removeprefix(f'{folder}/')}"
+    return None
+
+
+def _predictions_name(entry: dict | None, split: str) -> str:
+    """The predictions file of a split's entry (format-1 records do not name it)."""
+    return (entry or {}).get("predictions") or f"predictions_{split}.npz"
 
 
 def _identity_from_path(folder: Path) -> tuple:
@@ -202,8 +226,7 @@ def _job_rows(folder: Path, final: dict) -> list:
             accuracy = entry.get("accuracy")
             row[f"{split}_accuracy"] = float("nan") if accuracy is None else float(accuracy)
             row[f"{split}_images"] = entry.get("num_images")
-        test_file = (splits.get("test") or {}).get("predictions", "predictions_test.npz")
-        row["test_predictions"] = str(folder / test_file)
+        row["test_predictions"] = str(folder / _predictions_name(splits.get("test"), "test"))
         rows.append(row)
     return rows
 

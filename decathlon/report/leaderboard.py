@@ -184,7 +184,7 @@ def _variant_cells(variant: str, jobs: pd.DataFrame, column: str, source: pd.Ser
 
 
 def _published_cells() -> list:
-    """The published rows (REFERENCE.md section 2), one value per cell, no seeds."""
+    """The published rows (the papers' tables), one value per cell, no seeds."""
     cells = []
     for _, row in published_results().iterrows():
         method = f"{row['method']} (published)"

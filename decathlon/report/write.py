@@ -20,5 +20,6 @@ def report(run_dirs: list, out: Path) -> None:
           f"{', '.join(p.name for p in tables)} and {len(plots)} plot(s) to {out}")
     for row in submissions.itertuples():
         state = f"NOT WRITTEN: {row.problem}" if row.problem else \
-            ("complete, ready to upload" if row.complete else f"partial ({row.domains} domain(s), {row.data} data)")
+            ("complete, ready to upload" if row.complete else
+             f"partial ({row.domains} domain(s), {row.data} data; no predictions for {row.missing})")
         print(f"  {row.file}: {row.entries:,} entries, {state}")

@@ -1,4 +1,4 @@
-"""The Decathlon score S (REFERENCE.md, section 2).
+"""The Decathlon score S, as the Visual Decathlon defines it (Rebuffi et al., 2017).
 
 S = sum_d alpha_d * max(0, Emax_d - E_d)**2 with Emax_d = 2 * baseline error and
 alpha_d = 1000 / Emax_d**2, computed here in the equal form 1000 * max(0, 1 - E_d/Emax_d)**2
@@ -10,9 +10,11 @@ in `SScore.missing`, never scored as zero: the total sums only the domains given
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from numbers import Real
+from pathlib import Path
 
 from baselines import BASELINE_METHOD, published_accuracies
 from decathlon.data.domains import DOMAIN_NAMES, DOMAINS, PAPER_ORDER
@@ -97,3 +99,17 @@ def s_score(acc: dict, baseline: dict | None = None, baseline_errors: dict | Non
     per_domain = {d: domain_points(1.0 - acc[d], errors[d]) for d in PAPER_ORDER if d in acc}
     missing = tuple(d for d in PAPER_ORDER if d in errors and d not in acc)
     return SScore(math.fsum(per_domain.values()), per_domain, missing, name)
+
+
+def read_baseline_errors(path) -> dict:
+    """{domain: error fraction} from a JSON file (--baseline-errors); ValueError naming the
+    file when it cannot be read or is not one JSON object (the values are checked by s_score)."""
+    try:
+        errors = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: cannot read it as JSON ({err})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply; expected an object {{domain: error fraction}}") from None
+    if not isinstance(errors, dict):
+        raise ValueError(f"{path}: expected a JSON object {{domain: error fraction}}, found {type(errors).__name__}")
+    return errors

@@ -3,7 +3,8 @@
 The file is one JSON list `[{"image_id": int, "category_id": int}, ...]` with the full
 offset category id (`d * 10**7 + label + 1`); a full submission covers all 139,760 test
 images. The server is strict and its messages are terse, so every entry is checked here
-first and errors name the file, the entry index and the field.
+first and errors name the file, the entry index and the field. Files are read by
+`results_file.read_results` (size-limited, see there).
 """
 from __future__ import annotations
 
@@ -21,15 +22,11 @@ from decathlon.data.annotations import read_labelled_annotations
 from decathlon.files import write_bytes_atomic
 from decathlon.data.domains import (DOMAIN_NAMES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, PAPER_ORDER,
                                SPLIT_INDEX, Domain, get_domain)
+from decathlon.scoring.results_file import RESULTS_MEMBER, ResultsError, read_results
 from decathlon.scoring.s_score import SScore, s_score
 
-RESULTS_MEMBER = "results.json"  # the name the server expects inside the uploaded zip
 FIELDS = ("image_id", "category_id")
 _DOMAIN_BY_INDEX = {get_domain(name).index: get_domain(name) for name in DOMAIN_NAMES}
-
-
-class ResultsError(ValueError):
-    """A results file or list that the evaluation server would reject."""
 
 
 def official_test_ids(domains=DOMAIN_NAMES) -> dict:
@@ -74,23 +71,6 @@ def write_results(predictions: dict, path) -> Path:
             archive.writestr(RESULTS_MEMBER, payload)
         payload = buffer.getvalue()
     return write_bytes_atomic(path, payload)
-
-
-def read_results(path) -> list:
-    """The JSON list of a results.json, or of the results.json inside a zip."""
-    path = Path(path)
-    if not path.is_file():
-        raise ResultsError(f"{path}: results file not found")
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                members = [m for m in archive.namelist() if m.endswith(".json")]
-                if len(members) != 1:
-                    raise ResultsError(f"{path}: expected one .json member in the zip, found {members}")
-                return json.loads(archive.read(members[0]))
-        return json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ResultsError(f"{path}: not valid JSON ({err})") from None
 
 
 @dataclass(frozen=True)

@@ -108,3 +108,54 @@ def test_bad_inputs_exit_2_with_one_line(joint_job, tiny_decathlon, tmp_path, ca
                  str(tmp_path / "r.zip"), "--no-progress"]) == 2
     assert "no manifest here" in capsys.readouterr().err
     assert not (tmp_path / "r.zip").exists()
+
+
+def _tiny_model(path, classes):
+    """A model file of one untrained dtd domain with `classes` classes, at a tiny width."""
+    from decathlon.engine.checkpoint import save_atomic
+    from decathlon.models import SpotTuneNet, resnet26
+
+    net = SpotTuneNet(resnet26(12, 0.125), "per_domain")
+    net.add_domain("dtd", classes)
+    save_atomic(net.checkpoint(method="spottune", augmentation="spottune"), path)
+    return path
+
+
+@pytest.mark.parametrize("target", ["folder", "under_a_file"])
+def test_an_unusable_out_is_refused_in_one_line_before_the_model_is_read(target, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    out = tmp_path if target == "folder" else tmp_path / "file" / "results.zip"
+    assert main(["predict", "--model", str(tmp_path / "absent.pt"), "--data", str(tmp_path), "--out", str(out),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"decathlon predict: error: --out {out}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("damage", ["shape", "type", "no_arch"])
+def test_a_model_file_whose_content_does_not_fit_its_arch_is_one_line(damage, tmp_path, capsys):
+    import torch
+
+    content = torch.load(_tiny_model(tmp_path / "model.pt", 5), weights_only=True)
+    if damage == "shape":
+        content["domains"]["dtd"]["classifier.weight"] = torch.zeros(3, 3)
+    elif damage == "type":
+        content["domains"]["dtd"] = "not a state"
+    else:
+        del content["arch"]
+    torch.save(content, tmp_path / "model.pt")
+    assert main(["predict", "--model", str(tmp_path / "model.pt"), "--data", str(tmp_path), "--out",
+                 str(tmp_path / "r.zip"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"decathlon predict: error: {tmp_path / 'model.pt'}: not a complete SpotTune model file")
+    assert err.count("\n") == 1
+
+
+def test_a_domain_with_another_number_of_classes_is_refused(tiny_decathlon, tmp_path, capsys):
+    from decathlon.data.manifest import read_manifest
+
+    prepared = read_manifest(tiny_decathlon)["domains"]["dtd"]["num_classes"]
+    model = _tiny_model(tmp_path / "model.pt", prepared + 1)
+    assert main(["predict", "--model", str(model), "--data", str(tiny_decathlon), "--out", str(tmp_path / "r.zip"),
+                 "--device", "cpu", "--no-progress"]) == 2
+    assert f"domain 'dtd': the model predicts {prepared + 1} classes" in capsys.readouterr().err
+    assert not (tmp_path / "r.zip").exists()

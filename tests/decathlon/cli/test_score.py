@@ -115,3 +115,63 @@ def test_console_command_is_the_module_entry_point():
     as_module = subprocess.run([sys.executable, "-m", "decathlon", "score", "--help"], capture_output=True, text=True)
     assert as_command.returncode == as_module.returncode == 0
     assert as_command.stdout == as_module.stdout and "usage: decathlon score" in as_command.stdout
+
+
+def _one_entry(predictions):
+    return json.dumps(results_entries({"dtd": (predictions["dtd"][0][:1], predictions["dtd"][1][:1])}))
+
+
+def _lying_zip(path, payload: bytes, claimed: int):
+    """A zip whose headers say its member inflates to `claimed` bytes (it inflates to more)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("results.json", payload)
+    data = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):   # local header, central directory
+        at = data.index(signature)
+        data[at + offset:at + offset + 4] = claimed.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("problem", ["nested", "bomb", "lying_header", "large_plain", "nested_baseline",
+                                     "bad_baseline"])
+def test_hostile_results_are_one_line_naming_the_file(problem, corrupted, two_domain_labels, tmp_path, capsys):
+    from decathlon.scoring.results_file import MAX_RESULTS_BYTES
+
+    _, predictions, _ = corrupted
+    results, extra = tmp_path / "results.json", []
+    entry = _one_entry(predictions)
+    padded = (entry[:-1] + " " * MAX_RESULTS_BYTES + "]").encode()   # valid JSON, one entry, too large
+    if problem == "nested":
+        results.write_text("[" * 100_000 + "]" * 100_000)
+    elif problem == "bomb":
+        results = tmp_path / "results.zip"
+        with zipfile.ZipFile(results, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("results.json", padded)
+        assert results.stat().st_size < MAX_RESULTS_BYTES // 100
+    elif problem == "lying_header":
+        results = _lying_zip(tmp_path / "results.zip", entry.encode() + b" " * 10_000, claimed=len(entry))
+    elif problem == "large_plain":
+        results.write_bytes(padded)
+    else:
+        results.write_text(entry)
+        baseline = tmp_path / "baseline.json"
+        baseline.write_text("[" * 100_000 + "]" * 100_000 if problem == "nested_baseline" else "{")
+        extra = ["--baseline-errors", str(baseline)]
+    assert main(["score", str(results), "--annotations", str(two_domain_labels), *extra]) == 2
+    err = capsys.readouterr().err
+    named = extra[-1] if extra else str(results)
+    assert err.startswith(f"decathlon score: error: {named}: ") and err.count("\n") == 1
+    expected = {"nested": "nested too deeply", "bomb": "inflates to", "lying_header": "cannot read the zip",
+                "large_plain": "more than the", "nested_baseline": "nested too deeply",
+                "bad_baseline": "cannot read it as JSON"}[problem]
+    assert expected in err
+
+
+def test_the_size_limit_leaves_room_for_any_full_submission():
+    from decathlon.data.domains import DOMAIN_NAMES, TOTAL_TEST_IMAGES, get_domain
+    from decathlon.scoring.results_file import MAX_RESULTS_BYTES
+
+    largest = max(get_domain(d).category_id_of(get_domain(d).num_classes - 1) for d in DOMAIN_NAMES)
+    entry = json.dumps([{"image_id": largest, "category_id": largest}], indent=4)   # the roomiest layout
+    assert TOTAL_TEST_IMAGES * len(entry) * 2 < MAX_RESULTS_BYTES

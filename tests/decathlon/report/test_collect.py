@@ -207,6 +207,11 @@ def test_backbone_labels_say_where_the_backbone_came_from():
     assert backbone_label(imported) == f"imported resnet26_pretrained.t7 (sha256 {'ef' * 6})"
 
 
+def _copy_predictions(job, to):
+    for file in job.glob("predictions_*.npz"):
+        (to / file.name).write_bytes(file.read_bytes())
+
+
 def test_s_baseline_is_the_presets_own_finetune_not_a_variant(tmp_path, write_run):
     run = write_run(tmp_path)
     for path in run.glob("jobs/*/finetune/*/seed*/final.json"):   # the same jobs again, in bf16, worse
@@ -216,6 +221,7 @@ def test_s_baseline_is_the_presets_own_finetune_not_a_variant(tmp_path, write_ru
         final["spec"]["extra"]["overrides"] = {"precision": "bf16"}
         final["splits"] = {s: dict(e, accuracy=e["accuracy"] - 0.2) for s, e in final["splits"].items()}
         (variant / "final.json").write_text(json.dumps(final))
+        _copy_predictions(path.parent, variant)
         (variant / "done").write_text("")
     pretrain = next(run.glob("pretrain/*"))   # and a bf16 pretraining, 10 points worse
     bf16 = pretrain.parent / "cpu_demo-hbf16-seed0"
@@ -224,6 +230,7 @@ def test_s_baseline_is_the_presets_own_finetune_not_a_variant(tmp_path, write_ru
     final["spec"]["extra"]["overrides"] = {"precision": "bf16"}
     final["splits"] = {s: dict(e, accuracy=e["accuracy"] - 0.1) for s, e in final["splits"].items()}
     (bf16 / "final.json").write_text(json.dumps(final))
+    _copy_predictions(pretrain, bf16)
     (bf16 / "done").write_text("")
     table = board(collect(run))
     assert table.value("finetune", "S") == pytest.approx(750)   # its own baseline: 250 per domain, ImNet included
