@@ -21,7 +21,10 @@ Named options every preset has, recorded in every result: `precision` ('fp32', T
 on CUDA; or 'bf16' autocast), `eval_policy` (SpotTune's reported test-time decisions; every
 SpotTune job also evaluates the other policy), `sample_draws` / `sample_seed` (the sampled
 evaluation: draws averaged, from a fixed seed), `weight_decay_3x3` / `weight_decay_1x1`
-(None: the same as `weight_decay`).
+(None: the same as `weight_decay`), `crop_rounding` (how a centre crop's offset rounds a
+half: 'half_away' as Python 2, under which the public codes ran, in the paper presets;
+'half_even' as Python 3 in cpu_demo) and `drop_last` (skip each epoch's last, shorter
+training batch: off in the paper presets, whose loaders keep it; on in cpu_demo).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import copy
 import json
 
 from decathlon.data.domains import get_domain
+from decathlon.data.transforms import CROP_ROUNDINGS
 
 PRESETS = ("cpu_demo", "spottune_paper", "spottune_intended", "adapters_paper")
 PRECISIONS = ("fp32", "bf16")
@@ -36,15 +40,18 @@ _PROTOCOL = {"cpu_demo": "train", "spottune_paper": "trainval", "spottune_intend
              "adapters_paper": "train"}
 
 _OPTIONS = dict(precision="fp32", weight_decay_3x3=None, weight_decay_1x1=None)
-_SPOTTUNE_PAPER = dict(_OPTIONS, width=1.0, batch_size=128, epochs=110, lr=0.1, momentum=0.9, lr_milestones=[40],
+# The demo's committed results were made with Python 3 rounding and full batches only.
+_DEMO_OPTIONS = dict(_OPTIONS, crop_rounding="half_even", drop_last=True)
+_PAPER_OPTIONS = dict(_OPTIONS, crop_rounding="half_away", drop_last=False)
+_SPOTTUNE_PAPER = dict(_PAPER_OPTIONS, width=1.0, batch_size=128, epochs=110, lr=0.1, momentum=0.9, lr_milestones=[40],
                        lr_gamma=0.1, weight_decay=0.0, augmentation="spottune", eval_batch_size=512)
 _COMMON = {
-    "cpu_demo": dict(_OPTIONS, width=0.25, batch_size=64, epochs=3, lr=0.05, momentum=0.9,
+    "cpu_demo": dict(_DEMO_OPTIONS, width=0.25, batch_size=64, epochs=3, lr=0.05, momentum=0.9,
                      lr_milestones=[2], lr_gamma=0.1, weight_decay=5e-4, augmentation="spottune",
                      eval_batch_size=256),
     "spottune_paper": _SPOTTUNE_PAPER,
     "spottune_intended": dict(_SPOTTUNE_PAPER, lr_milestones=[40, 60, 80]),
-    "adapters_paper": dict(_OPTIONS, width=1.0, batch_size=128, epochs=120, lr=0.1, momentum=0.9,
+    "adapters_paper": dict(_PAPER_OPTIONS, width=1.0, batch_size=128, epochs=120, lr=0.1, momentum=0.9,
                            lr_milestones=[80, 100], lr_gamma=0.1, weight_decay=5e-4, weight_decay_3x3=5e-4,
                            weight_decay_1x1=1e-4, augmentation="adapters", eval_batch_size=512),
 }
@@ -85,11 +92,11 @@ _METHOD = {
 # What may differ between the domains of one multi-domain job (the optimizer's per-group values).
 PER_DOMAIN_KEYS = ("lr", "weight_decay", "weight_decay_3x3", "weight_decay_1x1")
 
-_PAPER_PRETRAIN = dict(_OPTIONS, width=1.0, batch_size=256, epochs=60, lr=0.1, momentum=0.9,
+_PAPER_PRETRAIN = dict(_PAPER_OPTIONS, width=1.0, batch_size=256, epochs=60, lr=0.1, momentum=0.9,
                        lr_milestones=[30, 45], lr_gamma=0.1, weight_decay=5e-4, augmentation="adapters",
                        eval_batch_size=512)
 _PRETRAIN = {
-    "cpu_demo": dict(_OPTIONS, width=0.25, batch_size=64, epochs=8, lr=0.1, momentum=0.9, lr_milestones=[6],
+    "cpu_demo": dict(_DEMO_OPTIONS, width=0.25, batch_size=64, epochs=8, lr=0.1, momentum=0.9, lr_milestones=[6],
                      lr_gamma=0.1, weight_decay=5e-4, augmentation="spottune", eval_batch_size=256),
     "spottune_paper": _PAPER_PRETRAIN, "spottune_intended": _PAPER_PRETRAIN, "adapters_paper": _PAPER_PRETRAIN,
 }
@@ -152,6 +159,9 @@ def _check_values(values: dict) -> dict:
     if values["precision"] not in PRECISIONS:
         raise ValueError(f"hyperparameter 'precision' is {values['precision']!r}; expected one of "
                          f"{', '.join(PRECISIONS)}")
+    if values["crop_rounding"] not in CROP_ROUNDINGS:
+        raise ValueError(f"hyperparameter 'crop_rounding' is {values['crop_rounding']!r}; expected one of "
+                         f"{', '.join(CROP_ROUNDINGS)}")
     return values
 
 

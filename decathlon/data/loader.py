@@ -70,13 +70,16 @@ class ShardLoader:
     Call `set_epoch(e)` before each epoch: like DistributedSampler, the order changes only
     when the epoch does. Labels are -1 where the split has none (the stripped test split).
     `resident`: None chooses by size (see the module docstring), True/False forces it;
-    `prefetch`: batches the reader thread keeps ready when streaming (0: read in the caller).
+    `prefetch`: batches the reader thread keeps ready when streaming (0: read in the caller);
+    `drop_last`: skip the epoch's last, shorter batch (else it is yielded: ceil(n / batch)
+    batches); `crop_rounding`: how centre crops round a half (decathlon.data.transforms).
     """
 
     def __init__(self, root, domain: str, split: str | tuple, batch_size: int, *, train: bool, protocol: str,
                  shuffle: bool, seed: int, drop_last: bool, device, rank: int = 0, world_size: int = 1,
                  chunk_size: int = 256, prefetch: int = 4, max_images: int | None = None,
-                 shuffle_window_chunks: int = 16, channels_last: bool = False, resident: bool | None = None):
+                 shuffle_window_chunks: int = 16, channels_last: bool = False, resident: bool | None = None,
+                 crop_rounding: str = "half_even"):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         for name, value, least in (("batch_size", batch_size, 1), ("chunk_size", chunk_size, 1),
@@ -90,7 +93,7 @@ class ShardLoader:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.rank, self.world_size, self.prefetch = rank, world_size, prefetch
         self.shuffle_window_chunks = shuffle_window_chunks
-        self.transform = make_batch_transform(domain, protocol, train, channels_last)
+        self.transform = make_batch_transform(domain, protocol, train, channels_last, crop_rounding)
         self.shards = SplitShards(root, domain, self.splits, max_images)
         try:  # once here, so that no batch needs a check that would wait for the device
             self.transform.check_sizes(torch.from_numpy(self.shards.shapes))

@@ -11,8 +11,9 @@ comes only from an explicit torch.Generator, so the same generator state gives t
 crops whatever the batch's pixels are or where they live.
 
 Two protocols (REFERENCE.md, section 3), chosen by name; every crop is cut from the WHOLE
-image, centre crops at torchvision's CenterCrop offsets, random crops uniform over every
-position inside the image, as torchvision's RandomCrop:
+image, centre crops at torchvision's CenterCrop offsets (rounded as `crop_rounding` says,
+see `centre_offsets`), random crops uniform over every position inside the image, as
+torchvision's RandomCrop:
 
 - 'spottune' (SpotTune's public code): no flip anywhere; random 64x64 crop at train time
   for aircraft, cifar100, dtd, ucf101, vgg-flowers, imagenet12 and the centre 72x72 at
@@ -32,6 +33,9 @@ import torch
 from decathlon.data.domains import get_domain
 
 PROTOCOLS = ("spottune", "adapters")
+# How a centre crop's offset int(round((size - crop) / 2.0)) rounds a half: Python 3's round
+# (half to even) or Python 2's, under which the public codes ran (half away from zero).
+CROP_ROUNDINGS = ("half_even", "half_away")
 NETWORK_SIDE = 72   # the public codes' Resize(72): the stored shorter side
 CROP_SIDE = 64
 # SpotTune's code random-crops these at train time, feeds daimlerpedcls whole and centre-crops the rest to 72.
@@ -101,10 +105,17 @@ def pack(images) -> Ragged:
     return Ragged(torch.cat([image.reshape(-1, 3) for image in images]), starts, shapes)
 
 
-def centre_offsets(sizes: torch.Tensor, crop: int) -> torch.Tensor:
-    """Top or left offsets of centre crops, rounded as torchvision's CenterCrop does
-    (int(round((size - crop) / 2.0)): half to even, which torch.round also does)."""
-    return torch.round((sizes - crop).to(torch.float32) / 2).to(torch.int64)
+def centre_offsets(sizes: torch.Tensor, crop: int, rounding: str = "half_even") -> torch.Tensor:
+    """Top or left offsets of centre crops as torchvision's CenterCrop computes them,
+    int(round((size - crop) / 2.0)), with round as `rounding` says: 'half_even' (Python 3,
+    and torch.round) or 'half_away' (Python 2: an odd margin puts the extra pixel on the
+    left or top, 28.5 -> 29). The margin is never negative, so half away is (margin + 1) // 2."""
+    margins = sizes - crop
+    if rounding == "half_even":
+        return torch.round(margins.to(torch.float32) / 2).to(torch.int64)
+    if rounding == "half_away":
+        return torch.div(margins + 1, 2, rounding_mode="floor")
+    raise ValueError(f"unknown crop rounding {rounding!r}; valid: {', '.join(CROP_ROUNDINGS)}")
 
 
 def uniform_offsets(counts: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -136,8 +147,11 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
 class BatchTransform:
     """callable(Ragged batch, generator) -> normalised float32 NCHW batch, same device."""
 
-    def __init__(self, domain: str, spec: AugmentationSpec, channels_last: bool = False, protocol: str = ""):
-        self.domain, self.spec, self.channels_last = domain, spec, channels_last
+    def __init__(self, domain: str, spec: AugmentationSpec, channels_last: bool = False, protocol: str = "",
+                 crop_rounding: str = "half_even"):
+        if crop_rounding not in CROP_ROUNDINGS:
+            raise ValueError(f"unknown crop rounding {crop_rounding!r}; valid: {', '.join(CROP_ROUNDINGS)}")
+        self.domain, self.spec, self.channels_last, self.crop_rounding = domain, spec, channels_last, crop_rounding
         self.name = f"{domain} ({protocol})" if protocol else domain
         info = get_domain(domain)
         mean = torch.tensor(info.mean, dtype=torch.float32)
@@ -166,7 +180,8 @@ class BatchTransform:
             tops = uniform_offsets(heights - crop_h + 1, generator)
             lefts = uniform_offsets(widths - crop_w + 1, generator)
         else:
-            tops, lefts = centre_offsets(heights, crop_h), centre_offsets(widths, crop_w)
+            tops = centre_offsets(heights, crop_h, self.crop_rounding)
+            lefts = centre_offsets(widths, crop_w, self.crop_rounding)
         if self.spec.flip:
             flips = torch.randint(2, (n,), generator=generator, device=device).bool()
         else:
@@ -238,6 +253,7 @@ class BatchTransform:
         return scale, shift
 
 
-def make_batch_transform(domain: str, protocol: str, train: bool, channels_last: bool = False) -> BatchTransform:
+def make_batch_transform(domain: str, protocol: str, train: bool, channels_last: bool = False,
+                         crop_rounding: str = "half_even") -> BatchTransform:
     """The batched augmentation + normalisation of one domain under a protocol."""
-    return BatchTransform(domain, augmentation_spec(domain, protocol, train), channels_last, protocol)
+    return BatchTransform(domain, augmentation_spec(domain, protocol, train), channels_last, protocol, crop_rounding)

@@ -41,7 +41,7 @@ class InterleavedLoader:
     """Iterate steps: flat tuples (domain, images, labels, domain, images, labels, ...), a
     triple per domain in the step.
 
-    `loaders`: {domain: ShardLoader} (drop_last training loaders, same seed and ranks)."""
+    `loaders`: {domain: ShardLoader} (training loaders, same seed and ranks)."""
 
     def __init__(self, loaders: dict, seed: int, domains_per_step: int = 1):
         self.loaders, self.seed, self.domains_per_step = dict(loaders), seed, domains_per_step

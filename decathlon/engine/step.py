@@ -13,6 +13,9 @@ replays it every step, as PyTorch's whole-network capture recipe does:
   is captured again whenever a group's lr changes (a few times per job);
 - a joint multi-domain step has one graph per domain (its batches differ in which
   domain's parts they train);
+- a batch shorter than the loader's batch size (an epoch's last one, where `drop_last`
+  is off) runs eagerly: a graph holds one shape, and capturing a second for one step per
+  epoch would cost a second graph's memory and a capture at every lr change;
 - a capture that fails (an operation CUDA graphs cannot hold) is reported and the job
   trains on eagerly; the record's `step` says which ran;
 - randomness inside the step (Gumbel noise, dropout) comes from PyTorch's CUDA generator,
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from functools import partial
+from functools import cached_property, partial
 
 import torch
 
@@ -82,12 +85,20 @@ class GraphedStep:
 
     One graph per batch signature (the tensors' shapes and any names in the batch: a
     joint step's domains), captured after that signature's own warm-up steps; beyond
-    `max_graphs` signatures a step runs eagerly. The returned tensors are a graph's static
-    outputs: consume them (e.g. add them to an accumulator) before its next replay."""
-    def __init__(self, method, warmup_steps: int = WARMUP_STEPS, max_graphs: int = MAX_GRAPHS):
+    `max_graphs` signatures a step runs eagerly, and so does a batch of fewer than
+    `batch_size` images (None: any size is captured). The returned tensors are a graph's
+    static outputs: consume them (e.g. add them to an accumulator) before its next replay."""
+    def __init__(self, method, warmup_steps: int = WARMUP_STEPS, max_graphs: int = MAX_GRAPHS,
+                 batch_size: int | None = None):
         self.method, self.warmup_steps, self.max_graphs = method, warmup_steps, max_graphs
+        self.batch_size = batch_size
         self.graphs, self.captures, self.failed = {}, 0, None
-        self.side_stream = torch.cuda.Stream()
+
+    @cached_property
+    def side_stream(self) -> torch.cuda.Stream:
+        """Where warm-up steps run; made on first use, so that which steps would be
+        captured can be decided (and tested) without a GPU."""
+        return torch.cuda.Stream()
 
     def _lrs(self) -> tuple:
         return tuple(group["lr"] for group in self.method.optimizer.param_groups)
@@ -122,11 +133,25 @@ class GraphedStep:
     def kind(self) -> str:
         return f"eager (graph capture failed: {self.failed})" if self.failed else "cuda_graph"
 
-    def __call__(self, *batch) -> dict:
+    def is_partial(self, batch: tuple) -> bool:
+        """Whether a batch holds fewer images than the loader's full batch (a joint step:
+        any of its domains' batches)."""
+        return self.batch_size is not None and any(
+            torch.is_tensor(item) and item.dim() > 0 and len(item) < self.batch_size for item in batch)
+
+    def graph_for(self, batch: tuple) -> _Graph | None:
+        """The graph entry a batch is replayed from (made on first sight of its signature),
+        or None where it runs eagerly: after a failed capture, for a partial batch, or
+        beyond `max_graphs` signatures."""
         key = tuple(tuple(item.shape) if torch.is_tensor(item) else item for item in batch)
-        if self.failed or (key not in self.graphs and len(self.graphs) >= self.max_graphs):
+        if self.failed or self.is_partial(batch) or (key not in self.graphs and len(self.graphs) >= self.max_graphs):
+            return None
+        return self.graphs.setdefault(key, _Graph())
+
+    def __call__(self, *batch) -> dict:
+        entry = self.graph_for(batch)
+        if entry is None:
             return self.method.update(*batch)
-        entry = self.graphs.setdefault(key, _Graph())
         entry.steps += 1
         if entry.steps <= self.warmup_steps:
             return self._eager_on_side_stream(batch)
@@ -139,11 +164,12 @@ class GraphedStep:
         return entry.out
 
 
-def make_step(method, device: torch.device, graphs: bool):
-    """The step runner for `method`: replayed from a CUDA graph, or eager."""
+def make_step(method, device: torch.device, graphs: bool, batch_size: int | None = None):
+    """The step runner for `method`: replayed from a CUDA graph, or eager. `batch_size`: the
+    training loader's; a shorter batch runs eagerly (see GraphedStep)."""
     if graphs and device.type != "cuda":
         raise ValueError("CUDA graphs need a CUDA device (pass --no-cuda-graphs, or run on a GPU)")
-    return GraphedStep(method) if graphs else EagerStep(method)
+    return GraphedStep(method, batch_size=batch_size) if graphs else EagerStep(method)
 
 
 class LossMeter:

@@ -110,12 +110,13 @@ def _loaders(spec: JobSpec, manifest: dict, ctx, multi_domain: bool) -> tuple:
     """(training loader, training images per epoch, {(domain, split): evaluation loader})."""
     hp, cuda = spec.hparams, ctx.device.type == "cuda"
     common = dict(protocol=hp["augmentation"], seed=spec.seed, device=ctx.device, rank=ctx.rank,
-                  world_size=ctx.world_size, channels_last=cuda)
+                  world_size=ctx.world_size, channels_last=cuda, crop_rounding=hp["crop_rounding"])
     trains = {d: ShardLoader(spec.data, d, PROTOCOLS[spec.protocol], hp["batch_size"], train=True, shuffle=True,
-                             drop_last=True, **common) for d in spec.trained_domains}
+                             drop_last=hp["drop_last"], **common) for d in spec.trained_domains}
     train = (InterleavedLoader(trains, spec.seed, hp["joint_domains_per_step"]) if multi_domain
              else trains[spec.domain])
-    images = sum(len(loader) for loader in trains.values()) * hp["batch_size"] * ctx.world_size
+    images = sum(min(len(loader) * hp["batch_size"], loader.images_per_rank) for loader in trains.values()) \
+        * ctx.world_size
     evaluation = {(d, s): ShardLoader(spec.data, d, s, hp["eval_batch_size"], train=False, shuffle=False,
                                       drop_last=False, **common)
                   for d in spec.trained_domains for s in final_splits(spec, manifest, d)}
@@ -169,7 +170,7 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
     graphs = spec.cuda_graphs
     if graphs is None:
         graphs = ctx.device.type == "cuda" and not ctx.distributed and not spec.compile
-    step = make_step(method, ctx.device, graphs)
+    step = make_step(method, ctx.device, graphs, hp["batch_size"])
     policy = method.eval_policies()[0]
     scores = {}
     for epoch in range(start_epoch, hp["epochs"]):

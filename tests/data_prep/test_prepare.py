@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from torchvision import transforms
 
 from data_prep.__main__ import main
 from data_prep.errors import PrepareError
@@ -17,15 +18,10 @@ from decathlon.data.manifest import ManifestVersionError
 
 
 def _expected_image(path):
-    """The documented geometry, computed independently: the whole image, its shorter side
-    brought to 72 with PIL Lanczos where it is not 72 already (the longer side rounded)."""
+    """The documented geometry, computed independently: the whole image as the public codes
+    loaded it, convert("RGB") then torchvision's Resize(72) (which keeps a 72-px image)."""
     with Image.open(path) as image:
-        image = image.convert("RGB")
-    short, long = sorted(image.size)
-    if short != 72:
-        scaled = round(long * 72 / short)
-        image = image.resize((72, scaled) if image.width == short else (scaled, 72), Image.Resampling.LANCZOS)
-    return np.asarray(image)
+        return np.asarray(transforms.Resize(72)(image.convert("RGB")))
 
 
 @pytest.mark.parametrize("domain", ["aircraft", "daimlerpedcls", "dtd", "imagenet12"])
@@ -48,14 +44,14 @@ def test_shards_hold_the_whole_annotated_images_in_order(pristine, prepared, rea
 
 def test_geometry_of_the_odd_sizes(prepared, pristine, read_split):
     """daimlerpedcls is kept whole (144 high, 72 wide); 73-px aircraft images shrink to a
-    72 px shorter side, their width scaled by 72/73 and rounded."""
+    72 px shorter side, their width scaled by 72/73 and floored (torchvision's Resize)."""
     images, _, _ = read_split(prepared, "daimlerpedcls", "test")
     assert {image.shape for image in images} == {(144, 72, 3)}
     assert all((image[..., 0] == image[..., 2]).all() for image in images)  # grey -> RGB
     entries = pristine.files["aircraft_test.json"]["images"]
     images, _, _ = read_split(prepared, "aircraft", "test")
     tall = [(image.shape, entry["width"]) for image, entry in zip(images, entries) if entry["height"] == 73]
-    assert len(tall) == 3 and all(shape == (72, round(width * 72 / 73), 3) for shape, width in tall)
+    assert len(tall) == 3 and all(shape == (72, int(width * 72 / 73), 3) for shape, width in tall)
     assert max(image.shape[1] for image in images) > 110  # the wide ones keep their width
 
 
@@ -152,9 +148,29 @@ def test_cli_without_source_prepares_synthetic_data(tmp_path, monkeypatch, capsy
     assert manifest["synthetic"] is True and manifest["domains"]["svhn"]["splits"]["test"]["labels_known"]
     assert main(["verify", "data/synthetic"]) == 0
 
+# What versions before the bilinear resize recorded: their shards hold Lanczos-resized 73-px images.
+LANCZOS_STORAGE = ("decoded to RGB uint8 (grey: three equal channels) and stored whole with a 72 px shorter side: "
+                   "images whose shorter side s is not 72 (a few 73-px aircraft and dtd images) are resized with "
+                   "PIL Lanczos to 72 x round(long * 72 / s); no crop")
 
-def _mtimes(out):
-    return {p.name: p.stat().st_mtime_ns for p in (out / "aircraft").glob("*.h5")}
+
+def test_shards_of_the_earlier_lanczos_resize_are_prepared_again(prepared, pristine, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(prepared, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["domains"]["aircraft"]["storage"] = LANCZOS_STORAGE
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    before = {domain: _mtimes(out, domain) for domain in ("aircraft", "dtd")}
+    prepare(pristine.parent, out, domains=("aircraft", "dtd"), shard_size=pristine.shard_size, progress=False)
+    after = {domain: _mtimes(out, domain) for domain in ("aircraft", "dtd")}
+    assert all(before["aircraft"][name] != after["aircraft"][name] for name in before["aircraft"])
+    assert after["dtd"] == before["dtd"]   # prepared as now: kept
+    assert json.loads((out / "manifest.json").read_text())["domains"]["aircraft"]["storage"] != LANCZOS_STORAGE
+    assert verify(out).ok
+
+
+def _mtimes(out, domain="aircraft"):
+    return {p.name: p.stat().st_mtime_ns for p in (out / domain).glob("*.h5")}
 
 
 @pytest.mark.parametrize("damage", ["delete", "corrupt"])

@@ -49,3 +49,24 @@ def test_bad_values_and_names_are_refused():
         preset_protocol("nope")
     assert parse_overrides(["precision=bf16", "lr_milestones=[1,2]"]) == {"precision": "bf16",
                                                                            "lr_milestones": [1, 2]}
+
+
+@pytest.mark.parametrize("preset", ["spottune_paper", "spottune_intended", "adapters_paper"])
+def test_paper_presets_round_crops_as_python_2_and_keep_the_partial_batch(preset):
+    """The public codes ran torchvision's int(round(...)) under Python 2 (halves away from
+    zero) and loaded with DataLoader's drop_last=False; pretraining as the public backbone's code."""
+    for hp in (hparams("spottune", "dtd", preset), hparams("finetune", "gtsrb", preset), pretrain_hparams(preset)):
+        assert hp["crop_rounding"] == "half_away" and hp["drop_last"] is False
+
+
+def test_cpu_demo_keeps_python_3_rounding_and_full_batches():
+    """So that the committed demo results stay what they are."""
+    for hp in (hparams("spottune", "dtd", "cpu_demo"), pretrain_hparams("cpu_demo")):
+        assert hp["crop_rounding"] == "half_even" and hp["drop_last"] is True
+
+
+def test_unknown_crop_rounding_is_refused():
+    with pytest.raises(ValueError, match="'crop_rounding' is 'half_up'; expected one of half_even, half_away"):
+        hparams("finetune", "dtd", "spottune_paper", {"crop_rounding": "half_up"})
+    with pytest.raises(ValueError, match="'crop_rounding' is 'nearest'"):
+        pretrain_hparams("cpu_demo", {"crop_rounding": "nearest"})

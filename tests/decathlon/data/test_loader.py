@@ -2,6 +2,7 @@
 epoch order, DDP slices, resident and streamed modes giving the same batches, crops of the
 whole image, and on CUDA the same images as on the CPU without host syncs."""
 import threading
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
 import numpy as np
 import pytest
@@ -133,6 +134,32 @@ def test_ranks_of_a_divisible_split_partition_it_exactly(make_loader, epoch_ids,
 def test_drop_last_drops_the_partial_batch(make_loader, prepared, resident):
     loader = make_loader(prepared, drop_last=True, batch_size=5, resident=resident)
     assert len(loader) == 4 and [len(ids) for _, _, ids in loader] == [5, 5, 5, 5]
+
+
+def test_training_without_drop_last_keeps_the_shorter_last_batch(make_loader, all_ids, prepared, resident):
+    loader = make_loader(prepared, train=True, drop_last=False, batch_size=5, resident=resident)
+    sizes, seen = [], []
+    for images, _, ids in loader:
+        sizes.append(len(images))
+        seen += ids.tolist()
+    assert len(loader) == 5 and sizes == [5, 5, 5, 5, 3] and sorted(seen) == list(all_ids())   # ceil(23 / 5)
+
+
+@pytest.mark.parametrize("rounding", ["half_even", "half_away"])
+def test_centre_crops_round_odd_margins_as_told(shape_of, unnormalise, make_loader, prepared, resident, rounding):
+    """Python 3's round (half to even) or Python 2's (half away from zero) of (size - 64) / 2."""
+    def offset(size):
+        half = Decimal(size - 64) / 2
+        return int(half.quantize(Decimal(1), rounding=ROUND_HALF_EVEN if rounding == "half_even" else ROUND_HALF_UP))
+
+    loader = make_loader(prepared, protocol="adapters", train=False, resident=resident, crop_rounding=rounding)
+    odd_margins = 0
+    for images, _, ids in loader:
+        for image, image_id in zip(unnormalise(images), ids.tolist()):
+            height, width = shape_of("aircraft", image_id)
+            assert image[0, 0, 0] == offset(height) and image[1, 0, 0] == offset(width)
+            odd_margins += (height + width) % 2
+    assert odd_margins >= 5
 
 
 def test_max_images_keeps_the_first_images_of_the_split(make_loader, epoch_ids, all_ids, prepared, resident):

@@ -1,13 +1,15 @@
 """Batched augmentation of ragged batches of whole images: shapes, exact crops against
 torchvision, crops reaching the whole image, normalisation, flips, reproducibility, errors."""
+from decimal import ROUND_HALF_UP, Decimal
+
 import pytest
 import torch
 import torchvision.transforms.functional as TF
 from torchvision import transforms
 
 from decathlon.data.domains import DOMAIN_NAMES, get_domain
-from decathlon.data.transforms import (PROTOCOLS, Crops, Ragged, crop_ragged, make_batch_transform, output_hw,
-                                       pack)
+from decathlon.data.transforms import (CROP_ROUNDINGS, PROTOCOLS, Crops, Ragged, centre_offsets, crop_ragged,
+                                       make_batch_transform, output_hw, pack)
 
 SPOTTUNE_CROPPED = {"aircraft", "cifar100", "dtd", "ucf101", "vgg-flowers", "imagenet12"}
 UNAUGMENTED = {"gtsrb", "omniglot", "svhn"}
@@ -125,6 +127,33 @@ def test_fixed_views_are_the_same_at_train_and_test(domain, protocol, size):
     train = make_batch_transform(domain, protocol, train=True)(images, generator())
     assert torch.equal(train, make_batch_transform(domain, protocol, train=False)(images))
     assert train.shape[2:] == size
+
+
+def _python2_round(value):
+    """Python 2's round: halves away from zero (the decimal module's ROUND_HALF_UP for x >= 0)."""
+    return int(Decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+@pytest.mark.parametrize("rounding", CROP_ROUNDINGS)
+def test_centre_offsets_round_halves_as_named(rounding):
+    """torchvision's int(round((size - crop) / 2.0)) under Python 3 or Python 2, on stored
+    sizes of the real data (121 wide aircraft, 95, 123, 153 long sides, 73-px leftovers)."""
+    sizes = [72, 73, 95, 121, 123, 144, 153, 184, 422]
+    for crop in (64, 72):
+        offsets = centre_offsets(torch.tensor(sizes), crop, rounding).tolist()
+        margins = [(size - crop) / 2.0 for size in sizes]
+        assert offsets == [round(m) if rounding == "half_even" else _python2_round(m) for m in margins]
+    assert centre_offsets(torch.tensor([121]), 64, "half_away").item() == 29   # 28.5: Python 2
+    assert centre_offsets(torch.tensor([121]), 64, "half_even").item() == 28   # 28.5: Python 3
+
+
+def test_centre_crop_with_python_2_rounding_moves_the_odd_margin_pixel():
+    transform = make_batch_transform("dtd", "adapters", train=False, crop_rounding="half_away")
+    out = unnormalise(transform(pack([position_image(72, 121, 0), position_image(125, 72, 1)])), "dtd")
+    assert torch.equal(out[0, :, :, 1], torch.arange(29, 93)[None, :].expand(64, 64))   # 28.5 -> 29
+    assert torch.equal(out[1, :, :, 0], torch.arange(31, 95)[:, None].expand(64, 64))   # 30.5 -> 31
+    with pytest.raises(ValueError, match="unknown crop rounding 'half_up'; valid: half_even, half_away"):
+        make_batch_transform("dtd", "adapters", train=False, crop_rounding="half_up")
 
 
 def test_centre_crop_of_a_wide_image_takes_the_middle():

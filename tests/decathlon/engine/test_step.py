@@ -5,7 +5,10 @@ import pytest
 import torch
 
 from decathlon.benchmark.hparams import hparams
+from decathlon.data.manifest import read_manifest
+from decathlon.engine import distributed
 from decathlon.engine.step import EagerStep, GraphedStep, LossMeter, configure_precision, make_step
+from decathlon.engine.trainer import JobSpec, _loaders
 from decathlon.methods import get_method
 from decathlon.models import resnet26
 
@@ -58,6 +61,45 @@ def test_precision_sets_autocast_and_refuses_unknown_values():
         assert method.net(x).dtype == torch.float32
     with pytest.raises(ValueError, match="precision 'fp16'"):
         configure_precision(method, "fp16", torch.device("cpu"))
+
+
+def test_a_partial_batch_is_never_captured():
+    """The last, shorter batch of an epoch without drop_last runs eagerly: it gets no graph
+    entry of its own (on CPU only the decision is tested; the side stream is never made)."""
+    step = GraphedStep(_method("finetune"), batch_size=8)
+    full, partial = _batches(1, "cpu")[0], tuple(item[:3] for item in _batches(1, "cpu")[0])
+    assert not step.is_partial(full) and step.is_partial(partial)
+    assert step.graph_for(partial) is None and not step.graphs
+    entry = step.graph_for(full)
+    assert entry is not None and step.graph_for(full) is entry and step.graph_for(partial) is None
+    joint = ("dtd", *full, "svhn", *partial)   # a joint step with one domain's batch short
+    assert step.is_partial(joint) and step.graph_for(joint) is None and len(step.graphs) == 1
+    assert GraphedStep(_method("finetune")).graph_for(partial) is not None   # no batch size: any shape
+
+
+def test_training_keeps_the_partial_batch_where_the_preset_does(tiny_decathlon, tiny_hparams, tmp_path):
+    """ceil(n / batch) steps per epoch, every image counted, and the centre crops of the
+    preset's rounding, for training and evaluation loaders alike."""
+    for drop_last, rounding in ((False, "half_away"), (True, "half_even")):
+        hp = hparams("finetune", "dtd", "cpu_demo", dict(tiny_hparams, drop_last=drop_last, crop_rounding=rounding))
+        spec = JobSpec("finetune", "dtd", str(tiny_decathlon), str(tmp_path), hp)
+        train, images, evaluation = _loaders(spec, read_manifest(tiny_decathlon), distributed.local("cpu"), False)
+        batch, count = hp["batch_size"], train.num_images
+        assert count % batch   # the split leaves a partial batch
+        assert len(train) == (-(-count // batch) if not drop_last else count // batch)
+        assert images == (count if not drop_last else count // batch * batch)
+        assert {loader.transform.crop_rounding for loader in (train, *evaluation.values())} == {rounding}
+
+
+@cuda_only
+def test_graphed_training_runs_the_partial_batch_eagerly_between_replays():
+    device = torch.device("cuda")
+    step = GraphedStep(_method("finetune", device), warmup_steps=1, batch_size=8)
+    batches = _batches(3, device)
+    for epoch in range(3):
+        for x, y in batches + [(batches[0][0][:3], batches[0][1][:3])]:
+            assert torch.isfinite(step(x, y)["loss"])
+    assert len(step.graphs) == 1 and step.captures == 1 and step.kind == "cuda_graph"
 
 
 @cuda_only
