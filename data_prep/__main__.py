@@ -97,9 +97,10 @@ def _verify(args) -> int:
     report = verify(args.out)
     print("\n".join(report.checked))
     if report.ok:
-        print(f"verified {args.out}: every shard matches the manifest")
+        print(f"verified {args.out}: every shard matches the manifest, every domain is complete, "
+              "nothing is left of an interrupted run")
         return 0
-    print(f"\n{len(report.problems)} mismatches in {args.out}:", file=sys.stderr)
+    print(f"\n{len(report.problems)} problems in {args.out}:", file=sys.stderr)
     print("\n".join(f"  {problem}" for problem in report.problems), file=sys.stderr)
     return 1
 
