@@ -63,10 +63,14 @@ def prepare(source: Path, out: Path, domains=None, test_labels: Path | None = No
 
 def _prepare(source: Source, out: Path, names: tuple, test_labels, workers: int, shard_size: int,
              progress: bool) -> dict:
-    manifest, recorded = _open_manifest(out, source)
+    manifest, recorded, outdated = _open_manifest(out, source)
     plans = {name: _plan_domain(out, manifest, name, _load_domain(source, name, test_labels), shard_size, recorded)
              for name in names}  # refuses before anything is deleted or written
     remove_own_temporaries(out, set(manifest["domains"]) | {domain for domain, _ in recorded})
+    if outdated:  # no shard of an older format is readable now; the old manifest lists them until replaced
+        for (domain, split), files in recorded.items():
+            for file in owned_shards(out, domain, split, files, None):
+                (out / file).unlink(missing_ok=True)
     for name in names:  # complete splits: their progress files go (after the temporaries they name)
         for split in manifest["domains"][name]["splits"]:
             progress_path(out, name, split).unlink(missing_ok=True)
@@ -90,28 +94,28 @@ def _prepare(source: Source, out: Path, names: tuple, test_labels, workers: int,
 
 
 def _open_manifest(out: Path, source: Source) -> tuple:
-    """(the manifest to extend, {(domain, split): shard files} the folder's manifest lists).
+    """(the manifest to extend, {(domain, split): shard files} the folder's manifest lists,
+    whether that manifest is of an older format).
 
     The manifest is the folder's own, or a new one where there is none or it is of an older
-    format (its shards are then rebuilt: none matches the new storage; the old manifest still
-    says which files are ours to replace)."""
+    format (all its shards are then deleted: none matches the new storage)."""
     path = out / MANIFEST_NAME
     fresh = {"format_version": FORMAT_VERSION, "synthetic": source.synthetic, "source": str(source.path),
              "domains": {}}
     if not path.exists():
-        return fresh, {}
+        return fresh, {}, False
     try:
-        manifest = read_manifest(out)
+        manifest, outdated = read_manifest(out), False
         recorded = recorded_in_manifest(manifest)
     except ManifestVersionError:
         old = load_manifest_json(out)
-        manifest, recorded = {**fresh, "synthetic": old.get("synthetic")}, recorded_in_manifest(old)
+        manifest, recorded, outdated = {**fresh, "synthetic": old.get("synthetic")}, recorded_in_manifest(old), True
     if manifest.get("synthetic") != source.synthetic:
         kinds = {True: "synthetic", False: "real"}
         raise PrepareError(f"{path}: holds {kinds[bool(manifest.get('synthetic'))]} data but {source.path} "
                            f"is {kinds[source.synthetic]}; prepare it into another output folder")
     manifest["source"] = str(source.path)
-    return manifest, recorded
+    return manifest, recorded, outdated
 
 
 def _load_domain(source: Source, name: str, test_labels) -> dict:
