@@ -184,7 +184,7 @@ class _Transfer:
                 if not content_range.startswith(f"bytes {offset}-"):
                     raise DownloadError(f"{self.label}: asked for the bytes from {offset}, the server sent "
                                         f"Content-Range {content_range!r}; delete {self.part} to start over")
-                hasher = _hash_file(self.part, progress=False)
+                hasher = _hash_file(self.part, progress=False) if offset else hashlib.sha256()
             elif response.status == 200:
                 if offset:
                     self.range_ignored = True

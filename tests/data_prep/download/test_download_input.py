@@ -65,11 +65,9 @@ def test_damaged_record_is_named(mirror, tmp_path, capsys, record, problem):
     assert _one_line(capsys).startswith(f"error: {dest / RECORDS_NAME}: {problem}")
 
 
-@pytest.mark.parametrize("content, problem", [("[" * 100000 + "]" * 100000, "not valid JSON (nested too deeply)"),
-                                              (b"\xff\xfe{", "not valid JSON")])
-def test_unreadable_records_file_is_named(mirror, tmp_path, capsys, content, problem):
+def test_deeply_nested_records_file_is_named(mirror, tmp_path, capsys):
     dest = tmp_path / "dest"
     dest.mkdir()
-    (dest / RECORDS_NAME).write_bytes(content if isinstance(content, bytes) else content.encode())
+    (dest / RECORDS_NAME).write_text("[" * 100000 + "]" * 100000)
     assert _download(dest, mirror) == 2
-    assert _one_line(capsys).startswith(f"error: {dest / RECORDS_NAME}: {problem}")
+    assert _one_line(capsys).startswith(f"error: {dest / RECORDS_NAME}: not valid JSON (nested too deeply)")
