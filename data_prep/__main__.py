@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from data_prep.errors import PrepareError
 from data_prep.prepare import DEFAULT_SHARD_SIZE, prepare
 from data_prep.verify import verify
 from decathlon.data.manifest import MANIFEST_NAME, ManifestError
+from decathlon.files import OutputError, ensure_dir
 from decathlon.resources import labels_test_zip
 
 SYNTHETIC_SOURCE = Path("data/synthetic-source")
@@ -64,8 +66,14 @@ def _prepare(args, parser) -> int:
             domains = parse_domains(args.domains)
         except KeyError as err:
             raise PrepareError(err.args[0]) from None
+        if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
+            raise PrepareError(f"--scale {args.scale}: expected a positive size multiplier (1.0: the default size)")
+        if args.seed is not None and args.seed < 0:
+            raise PrepareError(f"--seed {args.seed}: expected 0 or more")
+        ensure_dir(args.out or SYNTHETIC_OUT, "--out")  # before the generator's work
         print(f"generating the synthetic mini-decathlon in {SYNTHETIC_SOURCE} ...", file=sys.stderr)
-        source = generate(SYNTHETIC_SOURCE, seed=args.seed or 0, scale=args.scale or 1.0, domains=domains)
+        source = generate(SYNTHETIC_SOURCE, seed=args.seed or 0, scale=1.0 if args.scale is None else args.scale,
+                          domains=domains)
         test_labels = test_labels or SYNTHETIC_SOURCE / LABELS_ZIP
         out = args.out or SYNTHETIC_OUT
     elif args.seed is not None or args.scale is not None:
@@ -97,9 +105,10 @@ def _verify(args) -> int:
     report = verify(args.out)
     print("\n".join(report.checked))
     if report.ok:
-        print(f"verified {args.out}: every shard matches the manifest")
+        print(f"verified {args.out}: every shard matches the manifest, every domain is complete, "
+              "nothing is left of an interrupted run")
         return 0
-    print(f"\n{len(report.problems)} mismatches in {args.out}:", file=sys.stderr)
+    print(f"\n{len(report.problems)} problems in {args.out}:", file=sys.stderr)
     print("\n".join(f"  {problem}" for problem in report.problems), file=sys.stderr)
     return 1
 
@@ -111,7 +120,7 @@ def main(argv=None) -> int:
         if args.command == "download":
             return _download(args)
         return _prepare(args, parser) if args.command == "prepare" else _verify(args)
-    except (PrepareError, ManifestError, OSError) as err:  # OSError: e.g. disk full, unreadable source file
+    except (PrepareError, ManifestError, OutputError, OSError) as err:  # OSError: e.g. disk full, unreadable file
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -18,20 +18,23 @@ A file present in DEST but absent from downloads.json is hashed and recorded as 
 putting a file there by hand is a supported route, and there is nothing published to check it
 against: recording it is the best available, and from then on it is verified like a download.
 
-The transfer itself (resume, retry, progress) lives in data_prep.http_fetch.
+The transfer itself (resume with If-Range, retry, progress) lives in data_prep.http_fetch; the
+`<name>.part.json` beside a `.part` (which version of the file it holds) goes with the .part.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from decathlon.files import write_bytes_atomic
+from decathlon.files import OutputError, ensure_dir, write_bytes_atomic
 from data_prep.errors import PrepareError
-from data_prep.http_fetch import AccessRefused, DownloadError, fetch, file_sha256, say
+from data_prep.http_fetch import AccessRefused, DownloadError, fetch, file_sha256, say, validator_path
 from data_prep.sources import DATA_TARBALL, DEVKIT_TARBALL, IMAGENET_TARBALL
 
 _VGG_SHARE = "http://www.robots.ox.ac.uk/~vgg/share/"
@@ -54,8 +57,15 @@ def download(dest, files=None, mirror: str | None = None, progress: bool = True,
     attempted even when another fails (so that a refused ImageNet tar does not hold up the other
     two); then a single failure is raised as it is, several as one DownloadError listing them."""
     dest = Path(dest)
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise PrepareError(f"--timeout {timeout}: expected a positive number of seconds")
+    if not (isinstance(retries, int) and retries >= 0):
+        raise PrepareError(f"--retries {retries}: expected a whole number, 0 or more")
     urls = {name: file_url(name, mirror) for name in parse_files(files)}
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        ensure_dir(dest, option="DEST")
+    except OutputError as err:
+        raise PrepareError(str(err)) from None
     records = read_records(dest)
     failures = []
     for name, url in urls.items():
@@ -91,17 +101,37 @@ def file_url(name: str, mirror: str | None = None) -> str:
     return mirror.rstrip("/") + "/" + name
 
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_RECORD_FIELDS = {  # field: (check, what is expected)
+    "url": (lambda v: v is None or isinstance(v, str), "an address or null"),
+    "size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a byte count"),
+    "sha256": (lambda v: isinstance(v, str) and _SHA256.match(v) is not None, "64 lowercase hex digits"),
+    "completed": (lambda v: isinstance(v, str), "a date and time"),
+}
+
+
 def read_records(dest: Path) -> dict:
     path = dest / RECORDS_NAME
     if not path.exists():
         return {}
+    advice = "fix it, or delete it to have the files present hashed and recorded anew"
     try:
         records = json.loads(path.read_text())
+    except RecursionError:
+        raise PrepareError(f"{path}: not valid JSON (nested too deeply); {advice}") from None
     except ValueError as err:
-        raise PrepareError(f"{path}: not valid JSON ({err}); fix it, or delete it to have the files "
-                           "present hashed and recorded anew") from None
+        raise PrepareError(f"{path}: not valid JSON ({err}); {advice}") from None
     if not isinstance(records, dict):
         raise PrepareError(f"{path}: expected an object {{file name: record}}, found {type(records).__name__}")
+    for name, record in records.items():
+        if not isinstance(record, dict):
+            raise PrepareError(f"{path}: entry {name!r}: expected an object with fields "
+                               f"{', '.join(_RECORD_FIELDS)}, found {type(record).__name__}; {advice}")
+        for field, (valid, expected) in _RECORD_FIELDS.items():
+            if not valid(record.get(field)):
+                found = repr(record[field])[:80] if field in record else "missing"
+                raise PrepareError(f"{path}: entry {name!r}: field {field!r} is {found}, expected {expected}; "
+                                   f"{advice}")
     return records
 
 
@@ -129,6 +159,7 @@ def _obtain(dest: Path, name: str, url: str, records: dict, fetch_options: dict)
                    f"delete its entry from {dest / RECORDS_NAME} and run again")
         _record(dest, records, name, url, fetched.size, fetched.sha256)
         os.replace(part, path)
+        validator_path(part).unlink(missing_ok=True)
         say(f"{name}: downloaded, {fetched.size} bytes, sha256 {fetched.sha256}")
 
 
@@ -143,6 +174,8 @@ def _check(path: Path, url: str, record: dict, size: int, sha256: Callable[[], s
         return
     aside = path.with_name(f"{name}.mismatch")
     os.replace(path, aside)
+    if path.name.endswith(".part"):
+        validator_path(path).unlink(missing_ok=True)
     raise DownloadError(f"{name} ({url}): {field} mismatch: expected {record[field]} (recorded in "
                         f"{RECORDS_NAME} at {record['completed']}), found {found[field]}; moved to {aside}; "
                         f"{advice}")

@@ -1,15 +1,23 @@
-"""One file over HTTP into `<name>.part`: streamed, hashed, resumed with Range, retried.
+"""One file over HTTP into `<name>.part`: streamed, hashed, resumed with Range + If-Range, retried.
 
 urllib.request from the standard library, not requests or httpx: no extra dependency, and a
 Range header plus a body read in chunks are all a resumable download needs.
 
 The bytes go to `<name>.part` and the caller renames it only once the count and checksum are
-right, so a file under its final name is never a half-written one. A retry or a rerun asks for
-`Range: bytes=<size of .part>-`:
+right, so a file under its final name is never a half-written one.
+
+Which version of the file the .part holds is kept beside it in `<name>.part.json` (written
+atomically when the first byte of a transfer from byte 0 arrives): the address and the
+validator of that reply, its ETag (when strong) or else its Last-Modified. A retry or a rerun
+asks for `Range: bytes=<size of .part>-` with `If-Range: <that validator>`, so that a server
+whose file has changed since sends the whole new file instead of its tail. A .part with no
+validator recorded (the server sent none, or the .part came from elsewhere or from another
+address) is not resumed: the file restarts from byte 0 rather than risk joining two versions.
   * 206 Partial Content: the reply is appended; the bytes already in the .part are hashed
     first, so the sha256 covers the whole file;
-  * 200 OK: the server ignored the Range and sends the whole file, which must not be appended
-    to the partial one: the .part is truncated and the file restarts from byte 0 (said aloud);
+  * 200 OK: the file changed since the .part was started, or the server ignores Range; the
+    whole file must not be appended to the partial one: the .part is truncated and the file
+    restarts from byte 0 (said aloud);
   * 416 Range Not Satisfiable: nothing lies after the .part's end. If the server gives the
     file's size and it equals the .part's, the .part is already complete (a run that stopped
     just before its rename); otherwise the .part is not a prefix of this file: restart.
@@ -21,6 +29,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import http.client
+import json
 import re
 import sys
 import time
@@ -31,6 +40,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from decathlon.files import write_bytes_atomic
 from data_prep.errors import PrepareError
 
 CHUNK = 1 << 20
@@ -82,6 +92,34 @@ def _hash_file(path: Path, progress: bool):
     return hasher
 
 
+def validator_path(part: Path) -> Path:
+    """The file beside `part` that says which version of the file it holds."""
+    return part.with_name(part.name + ".json")
+
+
+def save_validator(part: Path, url: str, etag: str | None, last_modified: str | None) -> None:
+    """Record the version of the file at `url` that `part` holds (none known: no record)."""
+    path = validator_path(part)
+    if etag is None and last_modified is None:
+        path.unlink(missing_ok=True)
+    else:
+        write_bytes_atomic(path, json.dumps({"url": url, "etag": etag, "last_modified": last_modified}) + "\n")
+
+
+def _if_range(part: Path, url: str) -> str | None:
+    """The If-Range value that makes a resume of `part` safe, None if there is none."""
+    try:
+        recorded = json.loads(validator_path(part).read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(recorded, dict) or recorded.get("url") != url:
+        return None
+    etag, last_modified = recorded.get("etag"), recorded.get("last_modified")
+    if isinstance(etag, str) and etag.startswith('"'):  # a weak ETag (W/"...") may not be used in If-Range
+        return etag
+    return last_modified if isinstance(last_modified, str) and last_modified else None
+
+
 def fetch(url: str, part: Path, retries: int = 5, backoff_seconds: float = 1.0, timeout: float = 60.0,
           progress: bool = True) -> Fetched:
     """Bring `part` to the complete file at `url`, resuming from what it already holds.
@@ -110,7 +148,8 @@ class _Transfer:
             except TRANSIENT as err:
                 done, why = self._part_size(), f"{type(err).__name__}: {err}"
                 if attempt >= retries:
-                    ignored = (" The server ignores Range requests, so every retry started again from byte 0."
+                    ignored = (" The server answered a resume with the whole file, so every retry started again "
+                               "from byte 0 (it ignores Range requests, or the file kept changing)."
                                if self.range_ignored else "")
                     raise DownloadError(f"{self.label}: transfer failed {attempt + 1} times, last with {why}; "
                                         f"{self.part} keeps {done} bytes, run again to resume.{ignored}") from None
@@ -120,10 +159,19 @@ class _Transfer:
                 time.sleep(wait)
 
     def _attempt(self) -> Fetched:
-        offset = self._part_size()
-        request = urllib.request.Request(self.url, headers={"Range": f"bytes={offset}-"} if offset else {})
+        offset, headers = self._part_size(), {}
+        if offset:
+            if_range = _if_range(self.part, self.url)
+            if if_range is None:
+                say(f"{self.label}: nothing records which version of the file {self.part} holds (no ETag or "
+                    f"Last-Modified from {self.url} kept in {validator_path(self.part)}); restarting from byte 0 "
+                    "rather than risk joining two versions")
+                offset = 0
+            else:
+                headers = {"Range": f"bytes={offset}-", "If-Range": if_range}
         try:
-            response = urllib.request.urlopen(request, timeout=self.timeout)
+            response = urllib.request.urlopen(urllib.request.Request(self.url, headers=headers),
+                                              timeout=self.timeout)
         except urllib.error.HTTPError as err:
             err.close()
             return self._refused(err, offset)
@@ -136,13 +184,16 @@ class _Transfer:
                 if not content_range.startswith(f"bytes {offset}-"):
                     raise DownloadError(f"{self.label}: asked for the bytes from {offset}, the server sent "
                                         f"Content-Range {content_range!r}; delete {self.part} to start over")
-                hasher = _hash_file(self.part, progress=False)
+                hasher = _hash_file(self.part, progress=False) if offset else hashlib.sha256()
             elif response.status == 200:
                 if offset:
                     self.range_ignored = True
-                    say(f"{self.label}: the server ignored the Range request (200 with the whole file); "
+                    say(f"{self.label}: the server sent the whole file (200) instead of the bytes from {offset}: "
+                        f"the file changed since {self.part} was started, or the server ignores Range; "
                         f"discarding the {offset} bytes of {self.part} and restarting from byte 0")
                 offset, hasher = 0, hashlib.sha256()
+                save_validator(self.part, self.url, response.headers.get("ETag"),
+                               response.headers.get("Last-Modified"))
             else:
                 raise DownloadError(f"{self.label}: unexpected HTTP {response.status} {response.reason}")
             length = response.headers.get("Content-Length")

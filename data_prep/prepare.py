@@ -1,20 +1,24 @@
 """Turn the Decathlon as distributed into checksummed HDF5 shards and a manifest.
 
-Flow: read and check every requested annotation file (attaching test labels when
+Flow: lock the output folder (a second preparation into it is refused, naming the
+first); read and check every requested annotation file (attaching test labels when
 given); decide per split what is already done (manifest entry or progress file, each
 shard's sha256 re-checked); stream the images of the pending splits from the source;
 decode them in a pool of worker processes; write each into its slot of a preallocated
 temporary shard (data_prep.split_writer). The manifest lists a split only once all its
 shards are final, and is rewritten atomically after each completed split; progress
 files record finished shards in between. Nothing half-written survives an error or
-Ctrl-C: unfinished shards exist only as `*.tmp` files, deleted on the way out and at
-the start of every run.
+Ctrl-C: unfinished shards exist only as temporaries, deleted on the way out and, after
+a killed run, at the start of the next. Only files the records name are ever deleted
+(data_prep.owned_files); a folder holding a file that preparation would replace but did
+not write is refused.
 """
 from __future__ import annotations
 
 import collections
 import itertools
 import multiprocessing
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +28,13 @@ from decathlon.data.annotations import AnnotationError, parse_annotations
 from decathlon.data.domains import ANNOTATION_FILES, LABELLED_TEST_FILE, SHORT_SIDE, SPLITS, get_domain, parse_domains
 from decathlon.data.manifest import (FORMAT_VERSION, MANIFEST_NAME, ManifestError, ManifestVersionError,
                                      load_manifest_json, read_manifest, write_json_atomic)
+from decathlon.files import FolderLockedError, OutputError, folder_lock
 from data_prep.decode import STORAGE, DecodeTask, decode_batch, ignore_sigint
 from data_prep.errors import PrepareError
-from data_prep.shards import TMP_SUFFIX
+from data_prep.owned_files import (owned_shards, progress_path, read_progress, recorded_in_manifest,
+                                   refuse_unrecorded_shards, remove_own_temporaries)
 from data_prep.sources import Source, read_test_labels
-from data_prep.split_writer import (SplitWriter, journal_records, manifest_fingerprint, progress_path,
+from data_prep.split_writer import (SplitPlan, SplitWriter, journal_records, manifest_fingerprint,
                                     split_fingerprint, verified_records)
 
 # ~64-130 MB of whole images (72x72 to ~72x140 on average): a unit that is quick to hash
@@ -49,24 +55,33 @@ def prepare(source: Path, out: Path, domains=None, test_labels: Path | None = No
     except KeyError as err:
         raise PrepareError(err.args[0]) from None
     try:
-        return _prepare(Source(source, names), Path(out), names, test_labels, workers, shard_size, progress)
-    except (AnnotationError, ManifestError) as err:
+        with folder_lock(out, "preparation folder"):
+            return _prepare(Source(source, names), Path(out), names, test_labels, workers, shard_size, progress)
+    except (AnnotationError, ManifestError, OutputError, FolderLockedError) as err:
         raise PrepareError(str(err)) from None
 
 
 def _prepare(source: Source, out: Path, names: tuple, test_labels, workers: int, shard_size: int,
              progress: bool) -> dict:
-    manifest = _open_manifest(out, source)
-    for folder in [out, *(out / name for name in names)]:
-        for stale in folder.glob(f"*{TMP_SUFFIX}"):
-            stale.unlink()
-    plans = {name: _plan_domain(out, manifest, name, _load_domain(source, name, test_labels), shard_size)
-             for name in names}
-    write_json_atomic(out / MANIFEST_NAME, manifest)  # incomplete splits leave it before any shard changes
-    writers = {name: {split: SplitWriter(out, *plan, shard_size) for split, plan in pending.items()}
+    manifest, recorded, outdated = _open_manifest(out, source)
+    plans = {name: _plan_domain(out, manifest, name, _load_domain(source, name, test_labels), shard_size, recorded)
+             for name in names}  # refuses before anything is deleted or written
+    remove_own_temporaries(out, set(manifest["domains"]) | {domain for domain, _ in recorded})
+    if outdated:  # no shard of an older format is readable now; the old manifest lists them until replaced
+        for (domain, split), files in recorded.items():
+            for file in owned_shards(out, domain, split, files, None):
+                (out / file).unlink(missing_ok=True)
+    for name in names:  # complete splits: their progress files go (after the temporaries they name)
+        for split in manifest["domains"][name]["splits"]:
+            progress_path(out, name, split).unlink(missing_ok=True)
+    run = secrets.token_hex(4)  # names this run's temporaries; recorded in each progress file first
+    writers = {name: {split: SplitWriter(out, plan, shard_size, run) for split, plan in pending.items()}
                for name, pending in plans.items() if pending}
+    write_json_atomic(out / MANIFEST_NAME, manifest)  # incomplete splits leave it before any shard changes
     try:
         for name, split_writers in writers.items():
+            for writer in split_writers.values():
+                writer.remove_stale_shards()
             _commit_complete(out, manifest, name, split_writers)
         to_stream = {name: w for name, w in writers.items() if any(not s.complete for s in w.values())}
         if to_stream:
@@ -78,24 +93,29 @@ def _prepare(source: Source, out: Path, names: tuple, test_labels, workers: int,
     return manifest
 
 
-def _open_manifest(out: Path, source: Source) -> dict:
-    """The manifest to extend: the folder's own, or a new one where there is none or it is
-    of an older format (its shards are then rebuilt: none matches the new storage)."""
+def _open_manifest(out: Path, source: Source) -> tuple:
+    """(the manifest to extend, {(domain, split): shard files} the folder's manifest lists,
+    whether that manifest is of an older format).
+
+    The manifest is the folder's own, or a new one where there is none or it is of an older
+    format (all its shards are then deleted: none matches the new storage)."""
     path = out / MANIFEST_NAME
     fresh = {"format_version": FORMAT_VERSION, "synthetic": source.synthetic, "source": str(source.path),
              "domains": {}}
     if not path.exists():
-        return fresh
+        return fresh, {}, False
     try:
-        manifest = read_manifest(out)
+        manifest, outdated = read_manifest(out), False
+        recorded = recorded_in_manifest(manifest)
     except ManifestVersionError:
-        manifest = {**fresh, "synthetic": load_manifest_json(out).get("synthetic")}
+        old = load_manifest_json(out)
+        manifest, recorded, outdated = {**fresh, "synthetic": old.get("synthetic")}, recorded_in_manifest(old), True
     if manifest.get("synthetic") != source.synthetic:
         kinds = {True: "synthetic", False: "real"}
         raise PrepareError(f"{path}: holds {kinds[bool(manifest.get('synthetic'))]} data but {source.path} "
                            f"is {kinds[source.synthetic]}; prepare it into another output folder")
     manifest["source"] = str(source.path)
-    return manifest
+    return manifest, recorded, outdated
 
 
 def _load_domain(source: Source, name: str, test_labels) -> dict:
@@ -126,7 +146,8 @@ def _attach_labels(stripped, labelled):
                   or stripped.file_names[i] != labelled.file_names[i]), common)
         raise PrepareError(f"{labelled.source} does not list the same images in the same order as "
                            f"{stripped.source}: first difference at images[{i}]: "
-                           f"{_entry_or_end(labelled, i)} vs {_entry_or_end(stripped, i)}")
+                           f"{_entry_or_end(labelled, i)} vs {_entry_or_end(stripped, i)}; give --test-labels "
+                           f"with the labels of this source, or --no-test-labels to keep its test split unlabelled")
     return labelled
 
 
@@ -134,9 +155,9 @@ def _entry_or_end(ann, i: int) -> str:
     return ann.entry(i) if i < len(ann.image_ids) else f"end of file ({len(ann.image_ids)} images)"
 
 
-def _plan_domain(out: Path, manifest: dict, name: str, splits: dict, shard_size: int) -> dict:
-    """Keep the complete, verified splits in the manifest; return {split: (annotations,
-    annotation file, verified shard records)} for the others."""
+def _plan_domain(out: Path, manifest: dict, name: str, splits: dict, shard_size: int, recorded: dict) -> dict:
+    """Keep the complete, verified splits in the manifest; return {split: SplitPlan} for the
+    others, after refusing any file under their shard names that the records do not list."""
     domain = get_domain(name)
     old = manifest["domains"].get(name)
     kept, pending = {}, {}
@@ -144,14 +165,17 @@ def _plan_domain(out: Path, manifest: dict, name: str, splits: dict, shard_size:
         fingerprint = split_fingerprint(ann, annotation_file, shard_size)
         entry = old.get("splits", {}).get(split) if isinstance(old, dict) else None
         from_manifest = entry is not None and manifest_fingerprint(old, entry) == fingerprint
-        records = dict(enumerate(entry["shards"])) if from_manifest else \
-            journal_records(out, name, split, fingerprint)
+        journal = read_progress(out, name, split)
+        records = dict(enumerate(entry["shards"])) if from_manifest else journal_records(journal, fingerprint)
         verified = verified_records(out, name, split, records, fingerprint["shard_counts"])
         if from_manifest and len(verified) == len(fingerprint["shard_counts"]):
             kept[split] = entry
-            progress_path(out, name, split).unlink(missing_ok=True)
-        else:
-            pending[split] = (ann, annotation_file, verified)
+            continue
+        owned = owned_shards(out, name, split, recorded.get((name, split), set()), journal)
+        refuse_unrecorded_shards(out, name, split, owned)
+        reused_files = {record["file"] for record in verified.values()}
+        stale = sorted(file for file in owned - reused_files if (out / file).exists())
+        pending[split] = SplitPlan(ann, annotation_file, verified, stale)
     class_names = splits[SPLITS[0]][0].class_names
     manifest["domains"][name] = {
         "index": domain.index, "num_classes": len(class_names), "class_names": class_names,

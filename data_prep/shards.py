@@ -30,8 +30,7 @@ import numpy as np
 from decathlon.data.domains import ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, SHORT_SIDE, SPLIT_INDEX, Domain
 from decathlon.data.shard_files import offsets_problems
 from data_prep.errors import PrepareError
-
-TMP_SUFFIX = ".tmp"
+from data_prep.owned_files import temporary_name
 
 
 def shard_file(domain: str, split: str, index: int) -> str:
@@ -61,11 +60,12 @@ class ShardWriter:
     """A preallocated temporary shard whose image slots are filled in any order."""
 
     def __init__(self, out: Path, domain: Domain, split: str, index: int, first_position: int,
-                 image_ids: np.ndarray, labels: np.ndarray, shapes: np.ndarray):
+                 image_ids: np.ndarray, labels: np.ndarray, shapes: np.ndarray, run: str):
+        """`run`: the token of this run that its split's progress file records."""
         self.domain, self.split, self.index = domain, split, index
         self.file = shard_file(domain.name, split, index)
         self.path = Path(out) / self.file
-        self.tmp_path = self.path.with_name(self.path.name + TMP_SUFFIX)
+        self.tmp_path = temporary_name(self.path, run)
         self.num_images, self.filled = len(image_ids), 0
         self.shapes, self.offsets = np.asarray(shapes, np.int64), pixel_offsets(np.asarray(shapes, np.int64))
         self.num_pixels = int(self.offsets[-1])
@@ -73,8 +73,10 @@ class ShardWriter:
         layout = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         layout.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)   # the offset exists before any write
         layout.set_fill_time(h5py.h5d.FILL_TIME_NEVER)     # every pixel is written exactly once
+        created = False
         try:
-            with h5py.File(self.tmp_path, "w") as f:
+            with h5py.File(self.tmp_path, "x") as f:  # "x": never over a file that is there already
+                created = True
                 pixels = f.create_dataset("pixels", (self.num_pixels, 3), np.uint8, dcpl=layout)
                 f.create_dataset("offsets", data=self.offsets)
                 f.create_dataset("shapes", data=self.shapes)
@@ -84,7 +86,8 @@ class ShardWriter:
                 self._pixels_offset = pixels.id.get_offset()
             self._fd = os.open(self.tmp_path, os.O_RDWR)
         except BaseException:
-            self.tmp_path.unlink(missing_ok=True)
+            if created:
+                self.tmp_path.unlink(missing_ok=True)
             raise
 
     def write(self, slot: int, image: np.ndarray) -> None:

@@ -8,11 +8,16 @@ interrupted run resumes shard by shard. The progress file and the manifest both 
 what the shards were made from (annotation file and sha256, storage, shard sizes): a
 shard is reused only when that matches and the file's sha256 equals its record. The
 stored size of every image is known from the annotations before any image arrives.
+
+The progress file is also preparation's record of what it owns (data_prep.owned_files):
+it is written before the manifest drops the split, and lists the run's token (the
+suffix of its temporaries) and the earlier shards to remove (`stale`), which are
+deleted only after that.
 """
 from __future__ import annotations
 
-import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +26,17 @@ from decathlon.data.annotations import SplitAnnotations
 from decathlon.data.manifest import write_json_atomic
 from data_prep.decode import STORAGE, stored_shapes
 from data_prep.errors import PrepareError
+from data_prep.owned_files import progress_path
 from data_prep.shards import ShardWriter, sha256_file, shard_file, shard_ranges
 
 
-def progress_path(out: Path, domain: str, split: str) -> Path:
-    return Path(out) / domain / f"{split}.progress.json"
+@dataclass
+class SplitPlan:
+    """A split to (re)build: its annotations, the shards to reuse and the files of ours to remove."""
+    ann: SplitAnnotations
+    annotation_file: str
+    reused: dict                                # {shard index: record}, verified
+    stale: list = field(default_factory=list)   # shard files of earlier runs, not reused
 
 
 def split_fingerprint(ann: SplitAnnotations, annotation_file: str, shard_size: int) -> dict:
@@ -45,16 +56,12 @@ def manifest_fingerprint(domain_entry: dict, split_entry: dict) -> dict | None:
         return None
 
 
-def journal_records(out: Path, domain: str, split: str, fingerprint: dict) -> dict:
-    """{shard index: record} from the progress file, if it was made from the same input."""
-    path = progress_path(out, domain, split)
-    try:
-        journal = json.loads(path.read_text())
-    except (OSError, ValueError):
+def journal_records(journal: dict | None, fingerprint: dict) -> dict:
+    """{shard index: record} from a progress file (data_prep.owned_files.read_progress), if it
+    was made from the same input."""
+    if journal is None or journal.get("fingerprint") != fingerprint:
         return {}
-    if not isinstance(journal, dict) or journal.get("fingerprint") != fingerprint:
-        return {}
-    return {int(index): record for index, record in journal.get("shards", {}).items()}
+    return {int(index): record for index, record in journal["shards"].items()}
 
 
 def verified_records(out: Path, domain: str, split: str, records: dict, counts: list) -> dict:
@@ -70,13 +77,15 @@ def verified_records(out: Path, domain: str, split: str, records: dict, counts: 
 class SplitWriter:
     """Routes decoded images of one split to their shards, finalising each when full."""
 
-    def __init__(self, out: Path, ann: SplitAnnotations, annotation_file: str, reused: dict, shard_size: int):
-        self.out, self.ann, self.annotation_file = Path(out), ann, annotation_file
+    def __init__(self, out: Path, plan: SplitPlan, shard_size: int, run: str):
+        """Record the plan in the split's progress file: the manifest may drop the split after that."""
+        ann = plan.ann
+        self.out, self.ann, self.annotation_file, self.run = Path(out), ann, plan.annotation_file, run
         self.domain, self.split, self.shard_size = ann.domain, ann.split, shard_size
-        self.fingerprint = split_fingerprint(ann, annotation_file, shard_size)
+        self.fingerprint = split_fingerprint(ann, plan.annotation_file, shard_size)
         self.ranges = shard_ranges(len(ann.image_ids), shard_size)
         self.shapes = stored_shapes(ann.widths, ann.heights)
-        self.records, self.reused = dict(reused), set(reused)
+        self.records, self.reused, self.stale = dict(plan.reused), set(plan.reused), list(plan.stale)
         self._name_re = re.compile(rf"^data/{re.escape(self.domain.name)}/{self.split}/(\d{{6}})\.jpg$")
         numbers = np.asarray([int(self._name_re.match(name)[1]) for name in ann.file_names], np.int64)
         self._position_by_number = np.full(int(numbers.max()) + 1, -1, np.int64)
@@ -86,22 +95,22 @@ class SplitWriter:
             start, count = self.ranges[index]
             self._dispatched[start:start + count] = True
         self._open = {}  # shard index -> ShardWriter
-        self._remove_stale_shards()
         self._save_progress()
 
     @property
     def done_images(self) -> int:
         return sum(self.ranges[index][1] for index in self.reused)
 
-    def _remove_stale_shards(self) -> None:
-        keep = {self.out / record["file"] for record in self.records.values()}
-        for path in (self.out / self.domain.name).glob(f"{self.split}-*.h5"):
-            if path not in keep:
-                path.unlink()
+    def remove_stale_shards(self) -> None:
+        """Delete the earlier shards the progress file lists as stale (once the manifest no longer lists them)."""
+        for file in self.stale:
+            (self.out / file).unlink(missing_ok=True)
+        self.stale = []
+        self._save_progress()
 
     def _save_progress(self) -> None:
         write_json_atomic(progress_path(self.out, self.domain.name, self.split),
-                          {"fingerprint": self.fingerprint,
+                          {"fingerprint": self.fingerprint, "run": self.run, "stale": self.stale,
                            "shards": {str(i): record for i, record in sorted(self.records.items())}})
 
     def position_of(self, file_name: str) -> int:
@@ -128,7 +137,8 @@ class SplitWriter:
             start, count = self.ranges[index]
             self._open[index] = ShardWriter(self.out, self.domain, self.split, index, start,
                                             self.ann.image_ids[start:start + count],
-                                            self.ann.labels[start:start + count], self.shapes[start:start + count])
+                                            self.ann.labels[start:start + count], self.shapes[start:start + count],
+                                            self.run)
         shard = self._open[index]
         shard.write(position - index * self.shard_size, image)
         if shard.complete:

@@ -4,7 +4,10 @@ Every shard's sha256, image and pixel counts, dataset shapes and dtypes, offsets
 must increase by height * width of each image and end at the pixel count), stored
 geometry (shorter side 72; the fixed size of domains whose images all share one), attrs,
 label range and image-id scheme are checked against the manifest and the domain
-registry; nothing is trusted from an earlier run. Every mismatch is listed.
+registry; nothing is trusted from an earlier run. The folder must also hold a finished
+preparation: every domain of the manifest has all three splits, and nothing is left of an
+interrupted run (no `*.tmp`, no progress file, no `*.h5` the manifest does not list).
+The lock file `.lock` is the preparation's own and passes. Every problem is listed.
 """
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from decathlon.data.domains import DOMAINS, SHORT_SIDE, get_domain
+from decathlon.data.domains import DOMAINS, SHORT_SIDE, SPLITS, get_domain
 from decathlon.data.manifest import MANIFEST_NAME, read_manifest
+from data_prep.owned_files import TMP_SUFFIX, recorded_in_manifest
 from data_prep.shards import check_shard, sha256_file, shard_file
 
 
@@ -52,7 +56,30 @@ def verify(out: Path) -> VerifyReport:
                 _verify_split(out, domain, split, split_entry, num_classes, report)
             except (KeyError, TypeError, AttributeError) as err:
                 report.problems.append(f"{where}/{split}: malformed manifest entry ({type(err).__name__}: {err})")
+    report.problems += unfinished(out, manifest)
     return report
+
+
+def unfinished(out: Path, manifest: dict) -> list:
+    """What a preparation that did not finish leaves: domains without all their splits, and
+    temporaries, progress files and shards that the manifest does not list."""
+    problems = []
+    for name, entry in manifest["domains"].items():
+        splits = entry.get("splits") if isinstance(entry, dict) else None
+        missing = [split for split in SPLITS if not isinstance(splits, dict) or split not in splits]
+        if missing:
+            problems.append(f"{out / MANIFEST_NAME}: {name}: incomplete, "
+                            f"{'split' if len(missing) == 1 else 'splits'} {', '.join(missing)} not prepared; "
+                            f"run the preparation of {name} again to finish it")
+    listed = set().union(*recorded_in_manifest(manifest).values())
+    for path in sorted([*out.glob(f"*{TMP_SUFFIX}"), *out.glob(f"*/*{TMP_SUFFIX}")]):
+        problems.append(f"{path}: temporary file, left by an interrupted run")
+    for path in sorted(out.glob("*/*.progress.json")):
+        problems.append(f"{path}: progress file of an unfinished preparation")
+    for path in sorted(out.glob("*/*.h5")):
+        if path.relative_to(out).as_posix() not in listed:
+            problems.append(f"{path}: not listed in {out / MANIFEST_NAME}")
+    return problems
 
 
 def _verify_split(out: Path, domain, split: str, entry: dict, num_classes: int, report: VerifyReport) -> None:

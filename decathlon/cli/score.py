@@ -39,13 +39,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    if args.annotations is None:
-        if args.split != "test":
-            print(f"{PROG}: error: --annotations is needed for the {args.split} split (the package ships "
-                  "labels for the test split only)", file=sys.stderr)
-            return 2
-        args.annotations = labels_test_zip()
+    if args.annotations is None and args.split != "test":
+        print(f"{PROG}: error: --annotations is needed for the {args.split} split (the package ships "
+              "labels for the test split only)", file=sys.stderr)
+        return 2
     try:
+        if args.annotations is None:
+            args.annotations = labels_test_zip()  # a damaged packaged copy: one line, below
         validate_results(args.results)  # entry errors surface before the slow annotation read
         baseline_errors = read_baseline_errors(args.baseline_errors) if args.baseline_errors else None
         evaluation = evaluate(args.results, args.annotations, args.split, baseline_errors,

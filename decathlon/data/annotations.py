@@ -132,12 +132,20 @@ def _check_annotations(annotations, ids: np.ndarray, names: list, domain: Domain
 def parse_annotations(raw: bytes, source: str, domain: str | Domain, split: str) -> SplitAnnotations:
     """Check one annotation file's bytes and return its images, labels and class names.
 
-    A file without annotations (the devkit's `*_test_stripped.json`) gives labels -1.
-    pycocotools is imported here, not at module level, so that training code on a GPU
+    A file without annotations (the devkit's `*_test_stripped.json`) gives labels -1."""
+    domain = get_domain(domain) if isinstance(domain, str) else domain
+    try:
+        return _parse(raw, source, domain, split)
+    except RecursionError:  # json (and any walk of what it built) recurses once per nesting level
+        raise AnnotationError(f"{source}: JSON nested too deeply to be an annotation file "
+                              "(expected objects and lists a few levels deep)") from None
+
+
+def _parse(raw: bytes, source: str, domain: Domain, split: str) -> SplitAnnotations:
+    """pycocotools is imported here, not at module level, so that training code on a GPU
     image without it can still import the package."""
     from pycocotools.coco import COCO
 
-    domain = get_domain(domain) if isinstance(domain, str) else domain
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -71,8 +71,10 @@ def load_manifest_json(root: Path) -> dict:
         raise ManifestError(f"{path}: no manifest here; prepare data first (make prepare-data)")
     try:
         manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ManifestError(f"{path}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise ManifestError(f"{path}: JSON nested too deeply to be a manifest") from None
     if not isinstance(manifest, dict):
         raise ManifestError(f"{path}: expected a JSON object, found {type(manifest).__name__}")
     return manifest

@@ -21,10 +21,15 @@ class ResourceError(OSError):
     """A file of the package that is missing or not the one it should be."""
 
 
+def packaged_labels_path() -> Path:
+    """Where the package keeps labels_test.zip (unchecked)."""
+    return Path(str(resources.files(__name__) / LABELS_TEST_NAME))
+
+
 @functools.cache
 def labels_test_zip() -> Path:
     """Path of the packaged labels_test.zip, after checking its sha256."""
-    return checked_labels_zip(Path(str(resources.files(__name__) / LABELS_TEST_NAME)))
+    return checked_labels_zip(packaged_labels_path())
 
 
 def checked_labels_zip(path: Path) -> Path:

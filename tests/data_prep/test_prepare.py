@@ -222,9 +222,9 @@ def test_interrupted_run_leaves_no_temporaries_and_resumes(pristine, prepared, t
 def test_shard_writer_refuses_an_image_of_another_size(tmp_path):
     shapes = np.array([[72, 100], [144, 72]])
     writer = ShardWriter(tmp_path, get_domain("aircraft"), "train", 0, 0, np.array([10000001, 10000002]),
-                         np.array([0, 1]), shapes)
+                         np.array([0, 1]), shapes, "0a1b2c3d")
     try:
-        with pytest.raises(PrepareError, match=r"train-00000\.h5\.tmp: image 1 is uint8 \(72, 144, 3\), "
+        with pytest.raises(PrepareError, match=r"train-00000\.h5\.0a1b2c3d\.tmp: image 1 is uint8 \(72, 144, 3\), "
                                                r"expected uint8 \(144, 72, 3\)"):
             writer.write(1, np.zeros((72, 144, 3), np.uint8))
     finally:

@@ -22,6 +22,7 @@ def _edit_manifest(out, edit):
 
 
 def test_good_folder_passes(prepared, capsys):
+    assert (prepared / ".lock").is_file()  # the preparation's own lock file passes
     report = verify(prepared)
     assert report.ok and len(report.checked) == 12
     assert main(["verify", str(prepared)]) == 0
@@ -146,3 +147,23 @@ def test_old_format_is_refused_with_the_command_to_prepare_again(out, capsys):
 def test_manifest_of_another_geometry_is_reported(out):
     _edit_manifest(out, lambda m: m["domains"]["dtd"].update(short_side=64))
     assert f"{out / 'manifest.json'}: dtd: index/short_side are 4/64, expected 4/72" in verify(out).problems
+
+
+def test_incomplete_domain_and_unlisted_files_are_reported(out, capsys):
+    """Shards that match are not enough: a domain without all splits, or anything of an
+    interrupted run, fails verify (exit 1)."""
+    _edit_manifest(out, lambda m: m["domains"]["dtd"]["splits"].pop("test"))
+    (out / "aircraft" / "val-00001.h5").write_bytes(b"")
+    (out / "aircraft" / "val.progress.json").write_text("{}")
+    (out / "imagenet12" / "train-00000.h5.0a1b2c3d.tmp").write_bytes(b"")
+    assert verify(out).problems == [
+        f"{out / 'manifest.json'}: dtd: incomplete, split test not prepared; run the preparation of dtd again "
+        "to finish it",
+        f"{out / 'imagenet12/train-00000.h5.0a1b2c3d.tmp'}: temporary file, left by an interrupted run",
+        f"{out / 'aircraft/val.progress.json'}: progress file of an unfinished preparation",
+        f"{out / 'aircraft/val-00001.h5'}: not listed in {out / 'manifest.json'}",
+        f"{out / 'dtd/test-00000.h5'}: not listed in {out / 'manifest.json'}",
+        f"{out / 'dtd/test-00001.h5'}: not listed in {out / 'manifest.json'}",
+        f"{out / 'dtd/test-00002.h5'}: not listed in {out / 'manifest.json'}"]
+    assert main(["verify", str(out)]) == 1
+    assert "7 problems in" in capsys.readouterr().err

@@ -2,10 +2,14 @@
 
 Each file has a plan of behaviours, one per request (the last one repeats), such as
 'drop' (full Content-Length, connection closed after half the bytes) or 'ignore_range+drop'.
+Every reply of a file carries an ETag and a Last-Modified derived from its bytes ('no_etag':
+Last-Modified only; 'no_validator': neither), and a Range request whose If-Range does not match
+them gets the whole file (200), as RFC 9110 says.
 The `mirror` fixture serves small devkit, data and imagenet tarballs; `serve(folder)` any folder.
 """
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import io
 import os
@@ -23,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from data_prep.download import RECORDS_NAME, download
+from data_prep.http_fetch import save_validator, validator_path
 from data_prep.sources import DATA_TARBALL, DEVKIT_TARBALL, IMAGENET_TARBALL
 from decathlon.data.domains import TARGET_DOMAINS
 
@@ -42,13 +47,27 @@ class Mirror:
         return set((plan.pop(0) if len(plan) > 1 else plan[0]).split("+"))
 
 
+def etag(data: bytes) -> str:
+    return '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+
+
+def last_modified(data: bytes) -> str:
+    return email.utils.formatdate(1_600_000_000 + int(hashlib.sha256(data).hexdigest()[:6], 16), usegmt=True)
+
+
+def _validators(data: bytes, flags: set) -> dict:
+    if "no_validator" in flags:
+        return {}
+    return {"Last-Modified": last_modified(data), **({} if "no_etag" in flags else {"ETag": etag(data)})}
+
+
 def _handler(mirror: Mirror) -> type:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
         def do_GET(self):
-            name, wanted = self.path.lstrip("/"), self.headers.get("Range")
+            name, wanted, if_range = self.path.lstrip("/"), self.headers.get("Range"), self.headers.get("If-Range")
             flags, data = mirror.behaviour(name), mirror.files.get(name)
             headers, body = {"Content-Type": "application/x-tar"}, data
             if "stall" in flags:
@@ -61,6 +80,9 @@ def _handler(mirror: Mirror) -> type:
             elif "html" in flags:
                 status, body = 200, b"<html><body><form>Log in to download</form></body></html>"
                 headers["Content-Type"] = "text/html; charset=utf-8"
+            elif wanted and "ignore_range" not in flags and if_range is not None \
+                    and if_range not in _validators(data, flags).values():
+                status = 200  # If-Range names another version: the whole file
             elif wanted and "ignore_range" not in flags:
                 start = 0 if "wrong_range" in flags else int(wanted.removeprefix("bytes=").removesuffix("-"))
                 if start >= len(data):
@@ -70,6 +92,8 @@ def _handler(mirror: Mirror) -> type:
                     headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
             else:
                 status = 200
+            if data is not None and status in (200, 206):
+                headers.update(_validators(data, flags))
             mirror.requests.append((name, wanted, status))
             self.send_response(status)
             for key, value in {**headers, "Content-Length": str(len(body))}.items():
@@ -148,11 +172,15 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _dest_with_part(tmp_path: Path, name: str, data: bytes) -> Path:
-    """DEST holding `data` as <name>.part, as an interrupted run leaves it."""
+def _dest_with_part(tmp_path: Path, name: str, data: bytes, mirror=None) -> Path:
+    """DEST holding `data` as <name>.part, as an interrupted run leaves it: with the validator
+    of the file `mirror` serves now recorded beside it (none without a mirror)."""
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / f"{name}.part").write_bytes(data)
+    if mirror is not None:
+        served = mirror.files[name]
+        save_validator(dest / f"{name}.part", mirror.url + name, etag(served), last_modified(served))
     return dest
 
 
@@ -163,6 +191,7 @@ def _assert_complete(dest: Path, mirror, names=ALL) -> None:
         assert records[name]["size"] == len(mirror.files[name])
         assert records[name]["sha256"] == _sha(mirror.files[name])
         assert not (dest / f"{name}.part").exists() and not (dest / f"{name}.mismatch").exists()
+        assert not validator_path(dest / f"{name}.part").exists()
 
 
 def _records(dest: Path) -> dict:

@@ -175,7 +175,7 @@ def test_disk_full_keeps_only_the_part(fetch, mirror, tmp_path, monkeypatch):
                                             rf"device\); free space in {dest} and run again to resume from the "
                                             r"100 bytes kept"):
         fetch.download(dest, mirror, files="devkit")
-    assert sorted(p.name for p in dest.iterdir()) == [f"{DEVKIT_TARBALL}.part"]
+    assert sorted(p.name for p in dest.iterdir()) == [f"{DEVKIT_TARBALL}.part", f"{DEVKIT_TARBALL}.part.json"]
     assert len(mirror.requests) == 1  # not retried: a full disk is not a network failure
     monkeypatch.undo()
     fetch.download(dest, mirror, files="devkit")

@@ -27,14 +27,14 @@ def test_cut_connection_is_retried_and_resumed(fetch, mirror, tmp_path, capsys, 
 
 
 def test_rerun_resumes_a_partial_file(fetch, mirror, tmp_path):
-    dest = fetch.dest_with_part(tmp_path, IMAGENET_TARBALL, mirror.files[IMAGENET_TARBALL][:1000])
+    dest = fetch.dest_with_part(tmp_path, IMAGENET_TARBALL, mirror.files[IMAGENET_TARBALL][:1000], mirror)
     fetch.download(dest, mirror, files="imagenet")
     fetch.assert_complete(dest, mirror, [IMAGENET_TARBALL])
     assert mirror.requests == [(IMAGENET_TARBALL, "bytes=1000-", 206)]
 
 
 def test_range_reply_from_the_wrong_offset_is_refused(fetch, mirror, tmp_path):
-    dest = fetch.dest_with_part(tmp_path, DEVKIT_TARBALL, mirror.files[DEVKIT_TARBALL][:1000])
+    dest = fetch.dest_with_part(tmp_path, DEVKIT_TARBALL, mirror.files[DEVKIT_TARBALL][:1000], mirror)
     mirror.plans[DEVKIT_TARBALL] = ["wrong_range"]
     with pytest.raises(DownloadError, match=rf"{DEVKIT_TARBALL} \(.*\): asked for the bytes from 1000, the "
                                             rf"server sent Content-Range 'bytes 0-\d+/\d+'; delete .*\.part"):
@@ -43,12 +43,13 @@ def test_range_reply_from_the_wrong_offset_is_refused(fetch, mirror, tmp_path):
 
 
 def test_server_ignoring_range_restarts_from_zero(fetch, mirror, tmp_path, capsys):
-    dest = fetch.dest_with_part(tmp_path, DEVKIT_TARBALL, b"not the start of the devkit" * 40)
+    dest = fetch.dest_with_part(tmp_path, DEVKIT_TARBALL, b"not the start of the devkit" * 40, mirror)
     mirror.plans[DEVKIT_TARBALL] = ["ignore_range"]
     fetch.download(dest, mirror, files="devkit")
     fetch.assert_complete(dest, mirror, [DEVKIT_TARBALL])
     assert mirror.requests == [(DEVKIT_TARBALL, "bytes=1080-", 200)]
-    assert "ignored the Range request (200 with the whole file); discarding the 1080 bytes" in \
+    assert "the server sent the whole file (200) instead of the bytes from 1080: the file changed since" \
+        f" {dest / DEVKIT_TARBALL}.part was started, or the server ignores Range; discarding the 1080 bytes" in \
         capsys.readouterr().err
 
 
@@ -56,7 +57,7 @@ def test_server_ignoring_range_on_a_bad_line_exhausts_retries(fetch, mirror, tmp
     dest = tmp_path / "dest"
     mirror.plans[DEVKIT_TARBALL] = ["ignore_range+drop"]
     with pytest.raises(DownloadError, match=rf"{DEVKIT_TARBALL} \({mirror.url}{DEVKIT_TARBALL}\): transfer "
-                                            r"failed 3 times.*ignores Range requests"):
+                                            r"failed 3 times.*answered a resume with the whole file"):
         fetch.download(dest, mirror, files="devkit", retries=2)
     assert not (dest / DEVKIT_TARBALL).exists() and DEVKIT_TARBALL not in fetch.records(dest)
     assert [r[2] for r in mirror.requests] == [200, 200, 200]
@@ -95,7 +96,7 @@ def test_stalled_server_times_out_and_server_errors_are_retried(fetch, mirror, t
 @pytest.mark.parametrize("extra", [b"", b"junk after the end"])
 def test_range_not_satisfiable(fetch, mirror, tmp_path, capsys, extra):
     data = mirror.files[DEVKIT_TARBALL]
-    dest = fetch.dest_with_part(tmp_path, DEVKIT_TARBALL, data + extra)
+    dest = fetch.dest_with_part(tmp_path, DEVKIT_TARBALL, data + extra, mirror)
     fetch.download(dest, mirror, files="devkit")
     fetch.assert_complete(dest, mirror, [DEVKIT_TARBALL])
     wanted = f"bytes={len(data + extra)}-"
@@ -114,3 +115,47 @@ def test_not_found_or_no_content(fetch, mirror, tmp_path, code, reason):
                                             rf"HTTP {code} {reason}$"):
         fetch.download(tmp_path / "dest", mirror, files="data")
     assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == []
+
+
+@pytest.mark.parametrize("validator", ["etag", "no_etag"])
+def test_file_changed_between_runs_is_fetched_whole_not_spliced(fetch, mirror, tmp_path, capsys, validator):
+    """A .part of the old version is resumed with If-Range (the ETag, else Last-Modified, of its
+    first reply); the server's file has changed since, so it sends the new one whole."""
+    dest, flags = tmp_path / "dest", "" if validator == "etag" else "+no_etag"
+    old = mirror.files[DATA_TARBALL]
+    mirror.plans[DATA_TARBALL] = ["drop" + flags]
+    with pytest.raises(DownloadError, match="transfer failed 1 times"):
+        fetch.download(dest, mirror, files="data", retries=0)
+    assert (dest / f"{DATA_TARBALL}.part").read_bytes() == old[:len(old) // 2]
+    new = bytes(b ^ 0x5A for b in old)  # the same size, every byte different
+    mirror.files[DATA_TARBALL], mirror.plans[DATA_TARBALL] = new, ["normal" + flags]
+    fetch.download(dest, mirror, files="data")
+    fetch.assert_complete(dest, mirror, [DATA_TARBALL])  # the new file, whole
+    assert mirror.requests[-1] == (DATA_TARBALL, f"bytes={len(old) // 2}-", 200)
+    assert "the file changed since" in capsys.readouterr().err
+
+
+def test_unchanged_file_is_resumed_with_if_range(fetch, mirror, tmp_path):
+    dest, data = tmp_path / "dest", mirror.files[DATA_TARBALL]
+    mirror.plans[DATA_TARBALL] = ["drop+no_etag", "normal+no_etag"]
+    with pytest.raises(DownloadError):
+        fetch.download(dest, mirror, files="data", retries=0)
+    fetch.download(dest, mirror, files="data")
+    fetch.assert_complete(dest, mirror, [DATA_TARBALL])
+    assert mirror.requests[-1] == (DATA_TARBALL, f"bytes={len(data) // 2}-", 206)
+
+
+@pytest.mark.parametrize("why", ["server sends no validator", "part from another address"])
+def test_part_of_unknown_version_restarts_instead_of_resuming(fetch, mirror, tmp_path, capsys, why):
+    dest, data = tmp_path / "dest", mirror.files[DATA_TARBALL]
+    mirror.plans[DATA_TARBALL] = ["drop+no_validator" if why == "server sends no validator" else "drop"]
+    with pytest.raises(DownloadError):
+        fetch.download(dest, mirror, files="data", retries=0)
+    assert (dest / f"{DATA_TARBALL}.part").stat().st_size == len(data) // 2
+    mirror.plans[DATA_TARBALL] = ["normal"]
+    if why == "part from another address":  # the same server under another name: another address
+        mirror.url = mirror.url.replace("127.0.0.1", "localhost")
+    fetch.download(dest, mirror, files="data")
+    fetch.assert_complete(dest, mirror, [DATA_TARBALL])
+    assert mirror.requests[-1] == (DATA_TARBALL, None, 200)
+    assert "restarting from byte 0 rather than risk joining two versions" in capsys.readouterr().err

@@ -92,3 +92,12 @@ def test_whole_public_release_reads(tmp_path, public_test_labels):
     assert sum(len(a.image_ids) for a in found.values()) == 139_760
     with pytest.raises(AnnotationError, match="no labelled"):
         read_labelled_annotations(tmp_path)
+
+
+@pytest.mark.parametrize("where", ["top level", "inside an entry"])
+def test_deeply_nested_json_names_the_file(aircraft_test, where):
+    nested = "[" * 100000 + "]" * 100000
+    raw = nested if where == "top level" else json.dumps({**aircraft_test, "info": "N"}).replace('"N"', nested)
+    with pytest.raises(AnnotationError, match=r"^aircraft_test.json: JSON nested too deeply to be an annotation "
+                                              r"file \(expected objects and lists a few levels deep\)$"):
+        parse_annotations(raw.encode(), "aircraft_test.json", "aircraft", "test")
