@@ -60,7 +60,7 @@ class _Inert:
         raise RefusedContent(f"a file setting attributes of {self!r}")
 
 
-class _StorageType(_Inert):
+class StorageType(_Inert):
     """What a storage class name (torch.FloatStorage, ...) unpickles to: its dtype only."""
 
     __slots__ = ("dtype",)
@@ -213,8 +213,8 @@ def _functions(*pairs) -> dict:
 # The globals the public checkpoints name, whatever the network, by the name they were written.
 ALLOWED_GLOBALS = {
     "collections.OrderedDict": OrderedDict,
-    "torch.FloatStorage": _StorageType(torch.float32),
-    "torch.LongStorage": _StorageType(torch.int64),
+    "torch.FloatStorage": StorageType(torch.float32),
+    "torch.LongStorage": StorageType(torch.int64),
     **_functions(("torch._utils._rebuild_tensor", _rebuild_tensor),
                  ("torch._utils._rebuild_tensor_v2", _rebuild_tensor_v2),
                  ("torch.nn.parameter.Parameter", _parameter),

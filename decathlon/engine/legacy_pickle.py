@@ -38,7 +38,7 @@ import torch
 
 from decathlon.engine.errors import CheckpointError
 from decathlon.engine.legacy_globals import (ALLOWED_GLOBALS, FileParameter, FileStorage, FileTensor,
-                                             PickledModule, RefusedContent, _StorageType)
+                                             PickledModule, RefusedContent, StorageType)
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C   # the first pickle of every legacy torch.save file
 PROTOCOL_VERSION = 1001
@@ -68,7 +68,7 @@ class _Unpickler(pickle.Unpickler):
                               f"(expected a legacy 'module' or 'storage' record)")
 
     def _storage(self, storage_type, key, location, numel, view) -> FileStorage:
-        if not (isinstance(storage_type, _StorageType) and isinstance(key, str) and type(numel) is int
+        if not (isinstance(storage_type, StorageType) and isinstance(key, str) and type(numel) is int
                 and numel >= 0 and isinstance(location, str)):
             raise CheckpointError(f"{self.path}: malformed storage record {key!r}")
         if key not in self.storages:

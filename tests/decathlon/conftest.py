@@ -248,7 +248,7 @@ def _load_writer():
 @pytest.fixture(scope="session")
 def old_torch():
     """`torch.save` as PyTorch 0.3.1 / 0.4.1 wrote it under Python 2.7: .save(obj, path,
-    version), .VERSIONS, the markers .Global / .Call, .pickled(obj, version)."""
+    version) for version in .VERSIONS, and the markers .Global, .Call, .StorageOf."""
     return _load_writer()
 
 

@@ -34,7 +34,6 @@ pickles it. Markers `Global`, `Call` and `StorageOf` let a test write any call a
 could hold.
 """
 import inspect
-import io
 import pickle
 import struct
 import sys
@@ -196,7 +195,7 @@ class _Converter:
 
     def _module(self, module):
         cls = type(module)
-        listed = _TORCH_ATTRIBUTES.get(cls, None)
+        listed = _TORCH_ATTRIBUTES.get(cls)
         if isinstance(listed, dict):
             listed = listed[self.version]
         if listed is None:   # a class of the public code: its plain attributes
@@ -211,8 +210,7 @@ class _Converter:
         for entry in listed:
             name, value = entry if isinstance(entry, tuple) else (entry, getattr(module, entry))
             fields.append((name, self(value)))
-        qualname = cls.__qualname__ if cls is not nn.DataParallel else "DataParallel"
-        return _NewObject(Global(cls.__module__, qualname, module_class=cls), py2_dict(fields))
+        return _NewObject(Global(cls.__module__, cls.__qualname__, module_class=cls), py2_dict(fields))
 
 
 class _Py2Pickler(pickle._Pickler):
@@ -295,10 +293,3 @@ def save(obj, path, version):
             f.write(struct.pack("<q", storage.tensor.numel()))
             f.write(storage.tensor.numpy().tobytes())   # little-endian, as sys_info says
     return path
-
-
-def pickled(obj, version="0.3.1") -> bytes:
-    """The main pickle alone, for inspecting opcodes (pickletools.dis)."""
-    f = io.BytesIO()
-    _dump(_Converter(version)(obj), f, module_classes_seen=set())
-    return f.getvalue()
