@@ -1,16 +1,19 @@
 """Reading PyTorch's legacy (non-zip) checkpoint files without running them.
 
-The public ResNet-26 and SpotTune checkpoints (REFERENCE.md, section 3) are `torch.save`
-of WHOLE pickled modules in the legacy format of PyTorch < 1.6, pickle protocol 2,
-probably from Python 2. Unpickling such a file the usual way imports the authors' code
-and lets the file call any global it names. Here nothing of the file runs:
+The public ResNet-26 and SpotTune checkpoints are `torch.save` of WHOLE pickled modules,
+written by PyTorch 0.3.1 and 0.4.1 under Python 2.7: the legacy container, pickle
+protocol 2, Python 2 byte strings (read as latin1). Unpickling such a file the usual way
+imports the authors' code and lets the file call any global it names. Here nothing of
+the file runs:
 
 * `find_class` of our `pickle.Unpickler` subclass allows only the globals the caller
-  names (module classes) and the few the container itself needs (`CONTAINER_GLOBALS`),
-  each mapped to an inert stand-in of ours: a module class becomes a `PickledModule`
-  record that only stores its attribute dict; tensors are rebuilt by our functions as
-  views of storages we allocate. Any other global (os.system, builtins.open, ...) is
-  refused before anything is looked up, with an error naming the file and the global.
+  names (module classes, each a `PickledModule` record that only stores its attribute
+  dict) and those the public writers put in every file (`legacy_globals.ALLOWED_GLOBALS`:
+  tensors, parameters, storages, the modules' backend, OrderedDict, the numpy float64 of
+  a recorded accuracy), each an inert stand-in of ours that accepts exactly the calls
+  those writers made. Any other global (os.system, builtins.open, numpy's reconstruct
+  functions, what today's torch writes) is refused before anything is looked up, with
+  an error naming the file and the global.
 * `persistent_load` accepts the two legacy records only: ('module', class, source file,
   source), whose source is ignored, and ('storage', type, key, location, numel, view).
 * The container is parsed here: magic number, protocol version, system info, the main
@@ -19,128 +22,27 @@ and lets the file call any global it names. Here nothing of the file runs:
 
 Why not torch's own allow-list unpickler, `torch.load(weights_only=True)` inside
 `torch.serialization.safe_globals([...])`? Checked on torch 2.14: it does read the legacy
-container, decodes latin1 and maps Python 2 names (`__builtin__.set`), but it refuses
-the ('module', ...) persistent id that every pickled nn.Module class produces ("Only
-persistent_load of storage is allowed"), it lacks the BINSTRING opcode Python 2 writes
-for strings over 255 bytes (such as the saved class sources), and allowing the real
-torch.nn classes would run their `__setstate__` on the file's data.
+container and decodes latin1, but it refuses the ('module', ...) persistent id that every
+pickled nn.Module class produces ("Only persistent_load of storage is allowed"), it lacks
+the BINSTRING opcode Python 2 writes for strings over 255 bytes (such as the saved class
+sources), and allowing the real torch.nn classes would run their `__setstate__` on the
+file's data.
 """
 from __future__ import annotations
 
-import _compat_pickle
 import pickle
 import struct
-from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
 from decathlon.engine.errors import CheckpointError
+from decathlon.engine.legacy_globals import (ALLOWED_GLOBALS, FileParameter, FileStorage, FileTensor,
+                                             PickledModule, RefusedContent, StorageType)
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C   # the first pickle of every legacy torch.save file
 PROTOCOL_VERSION = 1001
 ZIP_MAGIC = b"PK\x03\x04"                # torch.save since PyTorch 1.6 (our own files)
-
-
-class PickledModule:
-    """An inert stand-in for one pickled nn.Module: its class name and attribute dict."""
-
-    class_name = "?"
-
-    def __setstate__(self, state) -> None:
-        if not isinstance(state, dict):
-            raise pickle.UnpicklingError(f"the state of a {self.class_name} is a {type(state).__name__}, "
-                                         f"expected a dict")
-        self.attributes = state
-
-    def attribute(self, name: str, default=None):
-        return getattr(self, "attributes", {}).get(name, default)
-
-
-class _Inert:
-    """What the allowed globals resolve to: shared by every read, so a pickle may not set
-    attributes on them (its BUILD opcode calls `__setstate__`)."""
-
-    __slots__ = ()
-
-    def __setstate__(self, state) -> None:
-        raise pickle.UnpicklingError(f"the file sets attributes of {self!r}")
-
-
-class _StorageType(_Inert):
-    """What a storage class name (torch.FloatStorage, ...) unpickles to: its dtype only."""
-
-    __slots__ = ("dtype",)
-
-    def __init__(self, dtype: torch.dtype):
-        self.dtype = dtype
-
-    def __repr__(self) -> str:
-        return f"storage type {self.dtype}"
-
-
-class _Function(_Inert):
-    """An allowed function of the file, under its public name."""
-
-    __slots__ = ("function",)
-
-    def __init__(self, function):
-        self.function = function
-
-    def __call__(self, *args):
-        return self.function(*args)
-
-    def __repr__(self) -> str:
-        return f"function {self.function.__name__}"
-
-
-class _Storage:
-    """A storage of the file: a flat CPU tensor, filled once the main pickle is read."""
-
-    def __init__(self, flat: torch.Tensor):
-        self.flat = flat
-
-
-def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
-    """torch._utils._rebuild_tensor_v2 for our storages, with bounds checked."""
-    if not isinstance(storage, _Storage):
-        raise pickle.UnpicklingError(f"a tensor built from a {type(storage).__name__}, expected a storage")
-    size, stride = tuple(size), tuple(stride)
-    if not all(type(n) is int and n >= 0 for n in (offset, *size, *stride)) or len(size) != len(stride):
-        raise pickle.UnpicklingError(f"a tensor of size {size}, stride {stride}, offset {offset}")
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-    if 0 not in size and last >= storage.flat.numel():
-        raise pickle.UnpicklingError(f"a tensor of size {size} reaches element {last} of a storage "
-                                     f"of {storage.flat.numel()}")
-    return storage.flat.as_strided(size, stride, offset)
-
-
-def _rebuild_parameter(data, requires_grad=True, hooks=None):
-    """torch._utils._rebuild_parameter: a parameter is kept as its plain tensor."""
-    if not isinstance(data, torch.Tensor):
-        raise pickle.UnpicklingError(f"a parameter built from a {type(data).__name__}, expected a tensor")
-    return data
-
-
-def _no_backend():
-    """PyTorch 0.3/0.4 modules pickle their `_backend` as a call of this; we keep nothing."""
-    return None
-
-
-# The globals the container and its tensors need, whatever the network.
-CONTAINER_GLOBALS = {
-    "collections.OrderedDict": OrderedDict,           # module attribute dicts
-    "builtins.set": set,                              # _non_persistent_buffers_set; Python 2: __builtin__.set
-    "torch._utils._rebuild_tensor_v2": _Function(_rebuild_tensor),
-    "torch._utils._rebuild_parameter": _Function(_rebuild_parameter),
-    "torch.FloatStorage": _StorageType(torch.float32),
-    "torch.LongStorage": _StorageType(torch.int64),   # BN num_batches_tracked
-    # Nets moved to the GPU before saving (SpotTune's main.py calls net.cuda()) record the
-    # CUDA storage types under PyTorch 0.4; only the dtype is kept, tensors load on the CPU.
-    "torch.cuda.FloatStorage": _StorageType(torch.float32),
-    "torch.cuda.LongStorage": _StorageType(torch.int64),
-    "torch.nn.backends.thnn._get_thnn_function_backend": _Function(_no_backend),   # PyTorch 0.3/0.4
-}
 
 
 class _Unpickler(pickle.Unpickler):
@@ -150,13 +52,10 @@ class _Unpickler(pickle.Unpickler):
         self.views: dict = {}
 
     def find_class(self, module: str, name: str):
-        written = f"{module}.{name}"
-        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         found = self.allowed.get(f"{module}.{name}")
         if found is None:
-            raise CheckpointError(f"{self.path}: refused to unpickle global {written}: not one of the globals "
-                                  f"a public checkpoint needs (nothing of the file was run)")
+            raise CheckpointError(f"{self.path}: refused to unpickle global {module}.{name}: not one of the "
+                                  f"globals a public checkpoint needs (nothing of the file was run)")
         return found
 
     def persistent_load(self, pid):
@@ -168,15 +67,15 @@ class _Unpickler(pickle.Unpickler):
         raise CheckpointError(f"{self.path}: unexpected persistent record {str(pid)[:80]} "
                               f"(expected a legacy 'module' or 'storage' record)")
 
-    def _storage(self, storage_type, key, location, numel, view) -> _Storage:
-        if not (isinstance(storage_type, _StorageType) and isinstance(key, str) and type(numel) is int
+    def _storage(self, storage_type, key, location, numel, view) -> FileStorage:
+        if not (isinstance(storage_type, StorageType) and isinstance(key, str) and type(numel) is int
                 and numel >= 0 and isinstance(location, str)):
             raise CheckpointError(f"{self.path}: malformed storage record {key!r}")
         if key not in self.storages:
             self.budget -= numel * storage_type.dtype.itemsize
             if self.budget < 0:
                 raise CheckpointError(f"{self.path}: its storages are larger than the file (truncated?)")
-            self.storages[key] = _Storage(torch.empty(numel, dtype=storage_type.dtype))
+            self.storages[key] = FileStorage(torch.empty(numel, dtype=storage_type.dtype))
         root = self.storages[key]
         if view is None:
             return root
@@ -185,7 +84,7 @@ class _Unpickler(pickle.Unpickler):
             if not (type(offset) is int and type(size) is int and 0 <= offset <= offset + size
                     <= root.flat.numel()):
                 raise CheckpointError(f"{self.path}: storage view {view_key!r} outside storage {key!r}")
-            self.views[view_key] = _Storage(root.flat[offset:offset + size])
+            self.views[view_key] = FileStorage(root.flat[offset:offset + size])
         return self.views[view_key]
 
 
@@ -215,7 +114,7 @@ def read_legacy_torch(path, module_classes) -> object:
         if not isinstance(plain[2], dict) or plain[2].get("little_endian") is not True:
             raise CheckpointError(f"{path}: system info {plain[2]!r}: only little-endian files are read")
         budget = path.stat().st_size
-        obj = _load(f, path, {**CONTAINER_GLOBALS, **stubs}, storages, budget)
+        obj = _load(f, path, {**ALLOWED_GLOBALS, **stubs}, storages, budget)
         _read_storages(f, path, _load(f, path, {}), storages)
     return obj
 
@@ -225,6 +124,8 @@ def _load(f, path: Path, allowed: dict, storages: dict | None = None, budget: in
         return _Unpickler(f, path, allowed, storages, budget).load()
     except CheckpointError:
         raise
+    except RefusedContent as err:
+        raise CheckpointError(f"{path}: refused {err} (nothing of the file was run)") from None
     except Exception as err:  # the unpickler raises many types on damaged or foreign data
         raise CheckpointError(f"{path}: cannot read it as a legacy torch.save file "
                               f"({type(err).__name__}: {err})") from None
@@ -245,22 +146,22 @@ def _read_storages(f, path: Path, keys, storages: dict) -> None:
 
 def module_tensors(module: PickledModule, path, prefix: str = "", above: tuple = ()) -> tuple[dict, dict]:
     """(tensors, modules) of a pickled module tree: state_dict-style names -> tensors
-    (parameters and persistent buffers, in nn.Module.state_dict order) and module
-    paths ('' for the root) -> records. `above`: the modules on the way here."""
+    (parameters, then buffers, in nn.Module.state_dict order) and module paths ('' for
+    the root) -> records. `above`: the modules on the way here."""
     if module in above or len(above) > 32:
         raise CheckpointError(f"{path}: the module tree loops or nests deeper than any network's, at {prefix!r}")
     tensors, modules = {}, {prefix.rstrip("."): module}
-    skipped = module.attribute("_non_persistent_buffers_set") or set()
-    for field in ("_parameters", "_buffers"):
+    for field, kind in (("_parameters", FileParameter), ("_buffers", FileTensor)):
         values = module.attribute(field, {})
         if not isinstance(values, dict):
             raise CheckpointError(f"{path}: {module.class_name} at {prefix or 'the root'!r} has a "
                                   f"{type(values).__name__} as {field}, expected a dict")
         for name, value in values.items():
-            if value is not None and name not in skipped:
-                if not isinstance(value, torch.Tensor):
-                    raise CheckpointError(f"{path}: {prefix}{name} is a {type(value).__name__}, expected a tensor")
-                tensors[prefix + name] = value
+            if value is not None and not isinstance(value, kind):
+                raise CheckpointError(f"{path}: {prefix}{name} in {field} is a {type(value).__name__}, "
+                                      f"expected a {kind.__name__}")
+            if value is not None:
+                tensors[prefix + name] = value.tensor
     children = module.attribute("_modules", {})
     if not isinstance(children, dict):
         raise CheckpointError(f"{path}: {module.class_name} at {prefix or 'the root'!r} has a "

@@ -1,18 +1,19 @@
 """The public codes' checkpoints as our state dicts: architecture checks and key mapping.
 
-Two formats, both legacy `torch.save` files of whole pickled modules (REFERENCE.md,
-section 3), read by `legacy_pickle.read_legacy_torch` without running them:
+Two formats, both legacy `torch.save` files of whole pickled modules written under
+Python 2.7, read by `legacy_pickle.read_legacy_torch` without running them:
 
-* The residual-adapter authors' `resnet26_pretrained.t7`, `{'net': models.ResNet, 'acc',
-  'epoch'}`: `public_backbone_state` checks it is the plain ResNet-26 (25 3x3 convs in
-  order with their shapes and strides, 26 BNs, Linear(256, 1000)) and maps its names to
-  our `resnet26(1000)`: `pre_layers_conv` -> `stem`, `layer{s}.{b}.conv1` and
-  `layer{s}.{b}.conv2.1` -> `blocks.{4(s-1)+b}.conv_bn1` / `conv_bn2` (`.conv.weight`,
-  BN `.bns.0.*` -> `.bn.*`), `end_bns.0.0` -> `head_bn`, `linears.0` -> `classifier`.
-* SpotTune's `cv/<domain>/<domain>.t7`, `{'net': spottune_models.ResNet, 'agent':
-  agent_net.ResNet}`: `public_spottune_state` maps it onto one domain of a per-domain-policy
-  `SpotTuneNet` (what a SpotTune job exports as `spottune_domain.pt`) after checking that
-  its frozen block convolutions are the backbone's.
+* The residual-adapter authors' `resnet26_pretrained.t7` (PyTorch 0.3), `{'net':
+  models.ResNet, 'acc': a numpy float64, 'epoch'}`: `public_backbone_state` checks it is
+  the plain ResNet-26 (25 3x3 convs in order with their shapes and strides, 26 BNs,
+  Linear(256, 1000)) and maps its names to our `resnet26(1000)`: `pre_layers_conv` ->
+  `stem`, `layer{s}.{b}.conv1` and `layer{s}.{b}.conv2.1` -> `blocks.{4(s-1)+b}.conv_bn1`
+  / `conv_bn2` (`.conv.weight`, BN `.bns.0.*` -> `.bn.*`), `end_bns.0.0` -> `head_bn`,
+  `linears.0` -> `classifier`.
+* SpotTune's `cv/<domain>/<domain>.t7` (PyTorch 0.4.1), `{'net': spottune_models.ResNet,
+  'agent': agent_net.ResNet}`: `public_spottune_state` maps it onto one domain of a
+  per-domain-policy `SpotTuneNet` (what a SpotTune job exports as `spottune_domain.pt`)
+  after checking that its frozen block convolutions are the backbone's.
 
 Either may be DataParallel-wrapped (keys under `module.`). BNs of PyTorch < 0.4.1 lack
 `num_batches_tracked`; it is set to 0 (it only matters to BN layers with momentum=None).
@@ -29,8 +30,8 @@ from decathlon.models.policy import GUMBEL_TEMPERATURE
 from decathlon.models.resnet import STAGE_WIDTHS, STEM_WIDTH
 
 DATA_PARALLEL = "torch.nn.parallel.data_parallel.DataParallel"
-# Every module class the two public formats pickle (REFERENCE.md, section 3; `models.conv1x1`
-# is the adapter of the series/parallel nets, read only to refuse them by name).
+# Every module class the two public formats pickle (`models.conv1x1` is the adapter of the
+# series/parallel nets, read only to refuse them by name).
 PUBLIC_CLASSES = (
     *(f"torch.nn.modules.{name}" for name in (
         "conv.Conv2d", "batchnorm.BatchNorm2d", "container.Sequential", "container.ModuleList",

@@ -1,21 +1,21 @@
-"""Fabricated checkpoints in the public codes' formats (REFERENCE.md, section 3).
+"""The public codes' networks, fabricated, and their checkpoints as their authors wrote them.
 
 Handed to the engine and cli tests by the `public` fixture below (this module, as a
-namespace) and `public_backbone` (a fabricated resnet26_pretrained.t7). Module trees
-whose classes carry the public names (`models.ResNet`, `models.BasicBlock`,
-`models.conv_task`, `models.conv1x1`; `spottune_models.*` and `agent_net.*`: ResNet,
-BasicBlock, DownsampleB) and whose state_dict keys are the documented ones, with the
-documented forwards. `save_legacy` registers those modules (and `config_task`) in
-sys.modules only while `torch.save` writes the legacy, protocol-2 format, so the
-importer under test never finds them.
+namespace), `old_torch` (old_torch_writer.py: `torch.save` of PyTorch 0.3.1 and 0.4.1
+under Python 2.7) and `public_backbone` (a fabricated resnet26_pretrained.t7, as 0.3.1
+wrote it). Module trees whose classes carry the public names (`models.ResNet`,
+`models.BasicBlock`, `models.conv_task`, `models.conv1x1`; `spottune_models.*` and
+`agent_net.*`: ResNet, BasicBlock, DownsampleB), whose state_dict keys are the public
+ones, with the public forwards. None of them is ever in sys.modules: the importer under
+test cannot find them.
 """
-import contextlib
-import pickle
-import struct
+import importlib.util
 import sys
 import types
-import warnings
+from pathlib import Path
 from types import SimpleNamespace
+
+import numpy as np
 
 import pytest
 import torch
@@ -175,12 +175,6 @@ def _module(name, classes):
     return module
 
 
-def _config_task():
-    config = types.ModuleType("config_task")
-    config.task, config.mode, config.proj, config.factor = 0, "normal", "11", 1.0
-    return config
-
-
 def _models():
     models = types.ModuleType("models")
     models.conv1x1, models.conv_task, models.BasicBlock, models.ResNet = conv1x1, conv_task, BasicBlock, ResNet
@@ -189,55 +183,9 @@ def _models():
 
 MODULES = {
     "models": _models(),
-    "config_task": _config_task(),
     **{name: _module(name, {"BasicBlock": SpotBasicBlock, "DownsampleB": SpotDownsampleB, "ResNet": SpotResNet})
        for name in ("spottune_models", "agent_net")},
 }
-
-
-class _Py2Pickler(pickle._Pickler):
-    """Writes str as Python 2 writes its byte strings: (SHORT_)BINSTRING, latin1."""
-
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def _save_py2_str(self, obj):
-        try:
-            data = obj.encode("latin1")
-        except UnicodeEncodeError:   # Python 2 unicode objects: BINUNICODE, as Python 3 writes
-            return pickle._Pickler.save_str(self, obj)
-        if len(data) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
-        self.memoize(obj)
-
-    dispatch[str] = _save_py2_str
-
-
-PY2_PICKLE = types.ModuleType("py2_pickle")
-PY2_PICKLE.Pickler = _Py2Pickler
-PY2_PICKLE.dump = lambda obj, f, protocol: _Py2Pickler(f, protocol).dump(obj)
-
-
-@contextlib.contextmanager
-def _registered():
-    assert not set(MODULES) & set(sys.modules), "a real module shadows a fabricated one"
-    sys.modules.update(MODULES)
-    try:
-        yield
-    finally:
-        for name in MODULES:
-            sys.modules.pop(name, None)
-
-
-def save_legacy(obj, path, py2=False):
-    """torch.save as the public files were written: legacy format, pickle protocol 2;
-    `py2`: every str written as a Python 2 byte string."""
-    with _registered(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # no source to record for the fabricated classes
-        torch.save(obj, path, pickle_module=PY2_PICKLE if py2 else pickle, pickle_protocol=2,
-                   _use_new_zipfile_serialization=False)
-    return path
 
 
 def randomised(net, seed):
@@ -265,15 +213,6 @@ def backbone(adapter=None, seed=0):
     return randomised(MODULES["models"].ResNet(1000, adapter), seed)
 
 
-def old_batchnorms(net):
-    """BN layers as PyTorch < 0.4.1 pickled them: no num_batches_tracked, no track_running_stats."""
-    for module in net.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            del module._buffers["num_batches_tracked"]
-            del module.track_running_stats
-    return net
-
-
 def spottune(backbone_net, num_classes, seed=1):
     """(net, agent) as SpotTune's main.py saves them, the frozen block convolutions
     copied from `backbone_net` (a fabricated public ResNet)."""
@@ -298,20 +237,36 @@ class Hostile:
         return self.call, self.args
 
 
+def _load_writer():
+    """old_torch_writer.py (pytest's importlib mode puts no test folder on sys.path)."""
+    spec = importlib.util.spec_from_file_location("old_torch_writer", Path(__file__).with_name("old_torch_writer.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def old_torch():
+    """`torch.save` as PyTorch 0.3.1 / 0.4.1 wrote it under Python 2.7: .save(obj, path,
+    version) for version in .VERSIONS, and the markers .Global, .Call, .StorageOf."""
+    return _load_writer()
+
+
 @pytest.fixture(scope="session")
 def public():
-    """This module: the fabricated public classes and `save_legacy`, `backbone`, `spottune`, ..."""
+    """This module: the fabricated public classes and `backbone`, `spottune`, `randomised`, `Hostile`."""
     return sys.modules[__name__]
 
 
 @pytest.fixture(scope="session")
-def public_backbone(tmp_path_factory):
-    """A fabricated resnet26_pretrained.t7: .file, .net (the network it holds), .x (a
-    batch of images) and .logits (the network's outputs on them)."""
+def public_backbone(old_torch, tmp_path_factory):
+    """A fabricated resnet26_pretrained.t7 as the residual-adapter code saved it under
+    PyTorch 0.3.1: .file, .net (the network it holds), .x (a batch of images) and
+    .logits (the network's outputs on them)."""
     net = backbone()
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         logits = net(x)
-    file = save_legacy({"net": net, "acc": 60.32, "epoch": 59},
-                       tmp_path_factory.mktemp("public") / "resnet26_pretrained.t7")
+    file = old_torch.save({"net": net, "acc": np.float64(60.32), "epoch": 59},
+                          tmp_path_factory.mktemp("public") / "resnet26_pretrained.t7", "0.3.1")
     return SimpleNamespace(file=file, net=net, x=x, logits=logits)

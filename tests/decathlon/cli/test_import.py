@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,15 +11,17 @@ from decathlon.cli import main
 
 
 @pytest.fixture(scope="module")
-def public_files(public, tmp_path_factory):
-    """(resnet26_pretrained.t7, dtd.t7 trained on it, a hostile .t7 and the file it would create)."""
+def public_files(public, old_torch, tmp_path_factory):
+    """(resnet26_pretrained.t7 as PyTorch 0.3.1 wrote it, dtd.t7 trained on it as 0.4.1
+    wrote it, a hostile .t7 and the file it would create)."""
     folder = tmp_path_factory.mktemp("public")
     backbone = public.backbone()
     net, agent = public.spottune(backbone, 47)
     marker = folder / "ran"
-    return (public.save_legacy({"net": backbone, "acc": 60.32, "epoch": 59}, folder / "resnet26_pretrained.t7"),
-            public.save_legacy({"net": net, "agent": agent}, folder / "dtd.t7"),
-            public.save_legacy({"net": public.Hostile(os.system, f"touch {marker}")}, folder / "hostile.t7"),
+    return (old_torch.save({"net": backbone, "acc": np.float64(60.32), "epoch": 59},
+                           folder / "resnet26_pretrained.t7", "0.3.1"),
+            old_torch.save({"net": net, "agent": agent}, folder / "dtd.t7", "0.4.1"),
+            old_torch.save({"net": public.Hostile(os.system, f"touch {marker}")}, folder / "hostile.t7", "0.3.1"),
             marker)
 
 

@@ -2,6 +2,7 @@
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -19,12 +20,13 @@ def _our_outputs(state, x):
         return net.eval()(x)
 
 
-@pytest.mark.parametrize("variant", ["plain", "data_parallel", "old_batchnorms", "python2"])
-def test_imported_backbone_reproduces_the_public_network(public, public_backbone, tmp_path, variant):
+@pytest.mark.parametrize("version, wrapping", [("0.3.1", None), ("0.3.1", "data_parallel"), ("0.4.1", None)])
+def test_imported_backbone_reproduces_the_public_network(public, old_torch, public_backbone, tmp_path, version,
+                                                         wrapping):
     net = public.backbone()   # the same seeded weights as public_backbone.net
-    saved = {"data_parallel": nn.DataParallel, "old_batchnorms": public.old_batchnorms}.get(variant, lambda n: n)(net)
-    source = public.save_legacy({"net": saved, "acc": 60.32, "epoch": 59}, tmp_path / "resnet26_pretrained.t7",
-                                py2=variant == "python2")
+    saved = nn.DataParallel(net) if wrapping else net
+    source = old_torch.save({"net": saved, "acc": np.float64(60.32), "epoch": 59},
+                            tmp_path / "resnet26_pretrained.t7", version)
     record = import_backbone(source, tmp_path / "out" / "backbone.pt")
     assert record == {"kind": "imported", "name": "resnet26_pretrained.t7", "sha256": file_sha256(source),
                       "acc": 60.32, "epoch": 59}
@@ -35,7 +37,7 @@ def test_imported_backbone_reproduces_the_public_network(public, public_backbone
     torch.testing.assert_close(_our_outputs(ckpt["state"], public_backbone.x), public_backbone.logits,
                                rtol=0, atol=1e-5)
     tracked = ckpt["state"]["stem.bn.num_batches_tracked"]
-    assert tracked.item() == (0 if variant == "old_batchnorms" else 7)
+    assert tracked.item() == (0 if version == "0.3.1" else 7)   # 0.3 BatchNorms kept no count
 
 
 def test_the_public_file_is_taken_wherever_a_backbone_is(public_backbone, tmp_path):
@@ -68,28 +70,34 @@ def _changed(change):
      "module 'layer3.2.conv1.conv' has stride=(2, 2), expected (1, 1)"),
     (_changed(lambda net: net.linears.append(nn.Linear(256, 47))), "first 'linears.1.weight': another architecture"),
 ], ids=["parallel", "series", "missing", "shape", "stride", "extra"])
-def test_other_architectures_are_refused_clearly(public, tmp_path, build, message):
-    source = public.save_legacy({"net": build(public)}, tmp_path / "net.t7")
+def test_other_architectures_are_refused_clearly(public, old_torch, tmp_path, build, message):
+    source = old_torch.save({"net": build(public)}, tmp_path / "net.t7", "0.3.1")
     with pytest.raises(CheckpointError, match=re.escape(f"{source}: ") + ".*" + re.escape(message)):
         import_backbone(source, tmp_path / "backbone.pt")
     assert not (tmp_path / "backbone.pt").exists()
 
 
 @pytest.fixture(scope="module")
-def public_spottune(public, public_backbone, tmp_path_factory):
-    """A fabricated cv/dtd/dtd.t7 (DataParallel-wrapped net) on public_backbone, and our
-    backbone.pt imported from public_backbone."""
+def public_spottune(public, old_torch, public_backbone, tmp_path_factory):
+    """cv/dtd/dtd.t7 as SpotTune's main.py saved it under PyTorch 0.4.1, trained on
+    public_backbone, by wrapping: plain and DataParallel-wrapped; and our backbone.pt
+    imported from public_backbone."""
     folder = tmp_path_factory.mktemp("spottune")
     net, agent = public.spottune(public_backbone.net, 47)
-    file = public.save_legacy({"net": nn.DataParallel(net), "agent": agent}, folder / "dtd.t7")
+    files = {"plain": old_torch.save({"net": net, "agent": agent}, folder / "dtd.t7", "0.4.1"),
+             "data_parallel": old_torch.save({"net": nn.DataParallel(net), "agent": nn.DataParallel(agent)},
+                                             folder / "dtd-data-parallel.t7", "0.4.1")}
     backbone = folder / "backbone.pt"
     import_backbone(public_backbone.file, backbone)
-    return file, net, agent, backbone
+    return files, net, agent, backbone
 
 
-@pytest.mark.parametrize("backbone_kind", ["ours", "public"])
-def test_imported_spottune_reproduces_the_public_forward(public_backbone, public_spottune, tmp_path, backbone_kind):
-    file, net, agent, backbone = public_spottune
+@pytest.mark.parametrize("wrapping, backbone_kind", [("plain", "ours"), ("data_parallel", "ours"),
+                                                     ("data_parallel", "public")])
+def test_imported_spottune_reproduces_the_public_forward(public_backbone, public_spottune, tmp_path, wrapping,
+                                                         backbone_kind):
+    files, net, agent, backbone = public_spottune
+    file = files[wrapping]
     backbone = backbone if backbone_kind == "ours" else public_backbone.file
     record = import_spottune(file, "dtd", backbone, tmp_path / "job")
     assert record["num_classes"] == 47 and record["source"]["sha256"] == file_sha256(file)
@@ -112,10 +120,11 @@ def test_imported_spottune_reproduces_the_public_forward(public_backbone, public
             torch.testing.assert_close(assembled(x, "dtd", mode)[0], want, rtol=0, atol=1e-5)
 
 
-def test_spottune_import_refuses_other_backbones_domains_and_folders(public, public_backbone, public_spottune,
-                                                                    tmp_path):
-    file, net, agent, backbone = public_spottune
-    other = public.save_legacy({"net": public.backbone(seed=5)}, tmp_path / "other.t7")
+def test_spottune_import_refuses_other_backbones_domains_and_folders(public, old_torch, public_backbone,
+                                                                    public_spottune, tmp_path):
+    files, net, agent, backbone = public_spottune
+    file = files["data_parallel"]
+    other = old_torch.save({"net": public.backbone(seed=5)}, tmp_path / "other.t7", "0.3.1")
     with pytest.raises(CheckpointError, match=re.escape("frozen block 0 ('net' 'blocks.0.0.conv1.weight') differs "
                                                         "from the backbone's 'blocks.0.conv_bn1.conv.weight'")):
         import_spottune(file, "dtd", other, tmp_path / "a")
