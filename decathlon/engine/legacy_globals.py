@@ -11,7 +11,8 @@ file names only these globals, and calls each only in the forms those versions w
 * `torch.nn.parameter.Parameter(tensor)` then the Variable state `(requires_grad, False,
   None)` (0.3.1), or `Parameter(tensor, requires_grad)` (0.4.1).
 * `torch.FloatStorage`, `torch.LongStorage` (0.4.1 BatchNorm `num_batches_tracked`): the
-  storage types, CUDA storages included (torch.save records them under the CPU name).
+  storage types, CUDA storages included (torch.save records them under the CPU name; the
+  `torch.cuda.` names are taken too).
 * `torch.nn.backends.thnn._get_thnn_function_backend()`: every module's `_backend`.
 * `collections.OrderedDict([[key, value], ...])`: the modules' attribute dicts.
 * `numpy.core.multiarray.scalar(numpy.dtype('f8', 0, 1) with state (3, '<', None, None,
@@ -215,6 +216,10 @@ ALLOWED_GLOBALS = {
     "collections.OrderedDict": OrderedDict,
     "torch.FloatStorage": StorageType(torch.float32),
     "torch.LongStorage": StorageType(torch.int64),
+    # Old torch.save records CUDA storages under the CPU name; a file re-saved by hand from
+    # the CUDA objects may name the CUDA type. Either way only the dtype is taken.
+    "torch.cuda.FloatStorage": StorageType(torch.float32),
+    "torch.cuda.LongStorage": StorageType(torch.int64),
     **_functions(("torch._utils._rebuild_tensor", _rebuild_tensor),
                  ("torch._utils._rebuild_tensor_v2", _rebuild_tensor_v2),
                  ("torch.nn.parameter.Parameter", _parameter),

@@ -40,6 +40,19 @@ def test_imported_backbone_reproduces_the_public_network(public, old_torch, publ
     assert tracked.item() == (0 if version == "0.3.1" else 7)   # 0.3 BatchNorms kept no count
 
 
+def test_storages_named_by_their_cuda_type_are_read(public, old_torch, public_backbone, tmp_path):
+    source = old_torch.save({"net": public.backbone(), "acc": np.float64(60.32), "epoch": 59},
+                            tmp_path / "written.t7", "0.3.1")
+    data = source.read_bytes()
+    assert data.count(b"ctorch\nFloatStorage\n") == 1   # GLOBAL is newline-terminated: no offsets move
+    cuda_named = tmp_path / "resnet26_pretrained.t7"
+    cuda_named.write_bytes(data.replace(b"ctorch\nFloatStorage\n", b"ctorch.cuda\nFloatStorage\n"))
+    import_backbone(cuda_named, tmp_path / "out" / "backbone.pt")
+    ckpt = load_backbone(tmp_path / "out" / "backbone.pt", 1.0)
+    torch.testing.assert_close(_our_outputs(ckpt["state"], public_backbone.x), public_backbone.logits,
+                               rtol=0, atol=1e-5)
+
+
 def test_the_public_file_is_taken_wherever_a_backbone_is(public_backbone, tmp_path):
     ckpt = load_backbone(public_backbone.file, 1.0)
     assert ckpt["provenance"] == {"kind": "imported", "file": str(public_backbone.file),
