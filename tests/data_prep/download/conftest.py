@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from data_prep.download import RECORDS_NAME, download
-from data_prep.http_fetch import save_validator, validator_path
+from data_prep.download.http import save_validator, validator_path
 from data_prep.sources import DATA_TARBALL, DEVKIT_TARBALL, IMAGENET_TARBALL
 from decathlon.data.domains import TARGET_DOMAINS
 

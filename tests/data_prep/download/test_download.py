@@ -11,10 +11,10 @@ from datetime import datetime
 
 import pytest
 
-import data_prep.http_fetch as http_fetch
+from data_prep.download import http as http_fetch
 from data_prep.download import RECORDS_NAME, file_url
 from data_prep.errors import PrepareError
-from data_prep.http_fetch import AccessRefused, DownloadError
+from data_prep.download.http import AccessRefused, DownloadError
 from data_prep.prepare import prepare
 from data_prep.sources import DATA_TARBALL, DEVKIT_TARBALL, IMAGENET_TARBALL
 from data_prep.verify import verify

@@ -1,4 +1,4 @@
-"""`data_prep.http_fetch` through `download`, against a local HTTP server: dropped and reset
+"""`data_prep.download.http` through `download`, against a local HTTP server: dropped and reset
 connections, resume with Range, servers that ignore or botch it, stalls, 5xx, 416, 404."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from data_prep.http_fetch import DownloadError
+from data_prep.download.http import DownloadError
 from data_prep.sources import DATA_TARBALL, DEVKIT_TARBALL, IMAGENET_TARBALL
 
 

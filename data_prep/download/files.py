@@ -18,7 +18,7 @@ A file present in DEST but absent from downloads.json is hashed and recorded as 
 putting a file there by hand is a supported route, and there is nothing published to check it
 against: recording it is the best available, and from then on it is verified like a download.
 
-The transfer itself (resume with If-Range, retry, progress) lives in data_prep.http_fetch; the
+The transfer itself (resume with If-Range, retry, progress) lives in data_prep.download.http; the
 `<name>.part.json` beside a `.part` (which version of the file it holds) goes with the .part.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from decathlon.files import OutputError, ensure_dir, write_bytes_atomic
 from data_prep.errors import PrepareError
-from data_prep.http_fetch import AccessRefused, DownloadError, fetch, file_sha256, say, validator_path
+from data_prep.download.http import AccessRefused, DownloadError, fetch, file_sha256, say, validator_path
 from data_prep.sources import DATA_TARBALL, DEVKIT_TARBALL, IMAGENET_TARBALL
 
 _VGG_SHARE = "http://www.robots.ox.ac.uk/~vgg/share/"
