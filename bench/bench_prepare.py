@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from data_prep.prepare import prepare
+from data_prep import prepare
 from data_prep.synthetic import generate
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 from _common import machine_info, slug, write_report
-from data_prep.prepare import prepare
+from data_prep import prepare
 from data_prep.synthetic import generate
 from decathlon.benchmark.hparams import hparams, pretrain_hparams
 from decathlon.benchmark.run import default_jobs_per_device, run_jobs

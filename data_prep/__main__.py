@@ -1,133 +1,30 @@
-"""Command line: `python -m data_prep download DEST`, `python -m data_prep prepare ...` and
-`python -m data_prep verify OUT`."""
+"""`python -m data_prep download DEST`, `python -m data_prep prepare ...` and
+`python -m data_prep verify OUT` (the same as `decathlon download|prepare|verify`)."""
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-from pathlib import Path
 
-from data_prep.download import FILES, RECORDS_NAME, download
-from data_prep.errors import PrepareError
-from data_prep.prepare import DEFAULT_SHARD_SIZE, prepare
-from data_prep.verify import verify
-from decathlon.data.manifest import MANIFEST_NAME, ManifestError
-from decathlon.files import OutputError, ensure_dir
-from decathlon.resources import labels_test_zip
+from data_prep.commands import (add_download_arguments, add_prepare_arguments, add_verify_arguments, run_download,
+                                run_prepare, run_verify)
+from data_prep.download import RECORDS_NAME
 
-SYNTHETIC_SOURCE = Path("data/synthetic-source")
-SYNTHETIC_OUT = Path("data/synthetic")
-REAL_OUT = Path("data/decathlon")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("prepare", help="turn the Decathlon (or a synthetic mini-decathlon) into HDF5 shards")
-    p.add_argument("--source", type=Path, help="extracted decathlon-1.0 folder (or its parent), or a folder "
-                   "holding the downloaded tarballs; without it a synthetic mini-decathlon is generated "
-                   f"into {SYNTHETIC_SOURCE} and prepared")
-    p.add_argument("--out", type=Path, help=f"output folder (default {SYNTHETIC_OUT} for synthetic data, "
-                   f"{REAL_OUT} with --source)")
-    p.add_argument("--domains", help="comma-separated domain names (default: all ten)")
-    p.add_argument("--test-labels", type=Path, help="zip or folder of labelled <domain>_test.json files; "
-                   "default: the public labels_test.zip this package ships (real data) or the generated "
-                   "one (synthetic data)")
-    p.add_argument("--no-test-labels", action="store_true",
-                   help="keep the test split unlabelled (label -1), as the devkit's stripped files are")
-    p.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
-    p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
-                   help=f"images per shard (default {DEFAULT_SHARD_SIZE})")
-    p.add_argument("--seed", type=int, help="synthetic data only: generator seed (default 0)")
-    p.add_argument("--scale", type=float, help="synthetic data only: size multiplier (default 1.0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    v = commands.add_parser("verify", help="re-check every shard of a prepared folder against its manifest")
-    v.add_argument("out", type=Path)
-    d = commands.add_parser("download", help="fetch the benchmark's three tarballs into DEST (resumable; "
-                            f"sizes and sha256 recorded in DEST/{RECORDS_NAME})")
-    d.add_argument("dest", type=Path, help="folder for the tarballs, then given to prepare --source")
-    d.add_argument("--files", default=",".join(FILES),
-                   help=f"comma-separated, from {','.join(FILES)} (default: all three)")
-    d.add_argument("--mirror", help="base address (http:// or https://) serving the same file names, "
-                   "instead of the official ones")
-    d.add_argument("--retries", type=int, default=5,
-                   help="retries per file after a dropped connection, timeout or HTTP 5xx (default 5)")
-    d.add_argument("--timeout", type=float, default=60, help="socket timeout in seconds (default 60)")
-    d.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
-
-
-def _prepare(args, parser) -> int:
-    test_labels = args.test_labels
-    if args.source is None:
-        from data_prep.synthetic import LABELS_ZIP, generate
-        from decathlon.data.domains import parse_domains
-        try:
-            domains = parse_domains(args.domains)
-        except KeyError as err:
-            raise PrepareError(err.args[0]) from None
-        if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
-            raise PrepareError(f"--scale {args.scale}: expected a positive size multiplier (1.0: the default size)")
-        if args.seed is not None and args.seed < 0:
-            raise PrepareError(f"--seed {args.seed}: expected 0 or more")
-        ensure_dir(args.out or SYNTHETIC_OUT, "--out")  # before the generator's work
-        print(f"generating the synthetic mini-decathlon in {SYNTHETIC_SOURCE} ...", file=sys.stderr)
-        source = generate(SYNTHETIC_SOURCE, seed=args.seed or 0, scale=1.0 if args.scale is None else args.scale,
-                          domains=domains)
-        test_labels = test_labels or SYNTHETIC_SOURCE / LABELS_ZIP
-        out = args.out or SYNTHETIC_OUT
-    elif args.seed is not None or args.scale is not None:
-        parser.error("--seed and --scale apply only to synthetic data (no --source)")
-    else:
-        source, out = args.source, args.out or REAL_OUT
-        test_labels = test_labels or labels_test_zip()
-    if args.no_test_labels:
-        if args.test_labels:
-            parser.error("--test-labels and --no-test-labels exclude each other")
-        test_labels = None
-    manifest = prepare(source, out, args.domains, test_labels, args.workers, args.shard_size,
-                       progress=not args.quiet)
-    splits = sum(len(entry["splits"]) for entry in manifest["domains"].values())
-    print(f"prepared {out}: {len(manifest['domains'])} domains, {splits} splits "
-          f"({'synthetic' if manifest['synthetic'] else 'real'} data); manifest {out / MANIFEST_NAME}")
-    return 0
-
-
-def _download(args) -> int:
-    records = download(args.dest, args.files, args.mirror, progress=not args.quiet, retries=args.retries,
-                       timeout=args.timeout)
-    print(f"{args.dest}: {', '.join(records)} complete and recorded in {args.dest / RECORDS_NAME}; "
-          f"next: make prepare-data SOURCE={args.dest}")
-    return 0
-
-
-def _verify(args) -> int:
-    report = verify(args.out)
-    print("\n".join(report.checked))
-    if report.ok:
-        print(f"verified {args.out}: every shard matches the manifest, every domain is complete, "
-              "nothing is left of an interrupted run")
-        return 0
-    print(f"\n{len(report.problems)} problems in {args.out}:", file=sys.stderr)
-    print("\n".join(f"  {problem}" for problem in report.problems), file=sys.stderr)
-    return 1
+COMMANDS = {  # name: (help, add its arguments, run it)
+    "prepare": ("turn the Decathlon (or a synthetic mini-decathlon) into HDF5 shards", add_prepare_arguments,
+                run_prepare),
+    "verify": ("re-check every shard of a prepared folder against its manifest", add_verify_arguments, run_verify),
+    "download": ("fetch the benchmark's three tarballs into DEST (resumable; sizes and sha256 recorded in "
+                 f"DEST/{RECORDS_NAME})", add_download_arguments, run_download),
+}
 
 
 def main(argv=None) -> int:
-    parser = _parser()
+    parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (summary, add_arguments, run) in COMMANDS.items():
+        add_arguments(commands.add_parser(name, help=summary))
     args = parser.parse_args(argv)
-    try:
-        if args.command == "download":
-            return _download(args)
-        return _prepare(args, parser) if args.command == "prepare" else _verify(args)
-    except (PrepareError, ManifestError, OutputError, OSError) as err:  # OSError: e.g. disk full, unreadable file
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        kept = "the file in progress stays as <name>.part" if args.command == "download" else \
-            "no partial shard was kept"
-        print(f"interrupted: {kept}; run the same command again to resume", file=sys.stderr)
-        return 130
+    return COMMANDS[args.command][2](args)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ TINY_SCALE = 0.06
 @pytest.fixture(scope="session")
 def tiny_decathlon(tmp_path_factory) -> Path:
     """Prepared shards of three synthetic domains (test labels attached); returns the folder."""
-    from data_prep.prepare import prepare
+    from data_prep import prepare
     from data_prep.synthetic import generate
 
     root = tmp_path_factory.mktemp("tiny-decathlon")

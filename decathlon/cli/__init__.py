@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
-COMMANDS = ("pretrain", "train", "collect", "score", "assemble", "predict", "import-backbone", "import-spottune")
+COMMANDS = ("download", "prepare", "verify", "pretrain", "train", "collect", "score", "assemble", "predict",
+            "import-backbone", "import-spottune")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -187,7 +187,7 @@ def devkit(pristine, tmp_path) -> DevkitFixture:
 @pytest.fixture(scope="session")
 def prepared(pristine, tmp_path_factory) -> Path:
     """The pristine fixture prepared once (read-only for tests)."""
-    from data_prep.prepare import prepare
+    from data_prep import prepare
     out = tmp_path_factory.mktemp("prepared")
     prepare(pristine.parent, out, domains=pristine.domains, workers=2, shard_size=pristine.shard_size,
             progress=False)

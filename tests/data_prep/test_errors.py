@@ -9,8 +9,8 @@ import pytest
 
 from data_prep.__main__ import main
 from data_prep.errors import PrepareError
-from data_prep.prepare import prepare
-from data_prep.verify import verify
+from data_prep import prepare
+from data_prep import verify
 
 
 def _edit_annotations(devkit, name, edit):

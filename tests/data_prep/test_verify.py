@@ -6,7 +6,7 @@ import h5py
 import pytest
 
 from data_prep.__main__ import main
-from data_prep.verify import verify
+from data_prep import verify
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from data_prep.download import http as http_fetch
 from data_prep.download import RECORDS_NAME, file_url
 from data_prep.errors import PrepareError
 from data_prep.download.http import AccessRefused, DownloadError
-from data_prep.prepare import prepare
+from data_prep import prepare
 from data_prep.sources import DATA_TARBALL, DEVKIT_TARBALL, IMAGENET_TARBALL
-from data_prep.verify import verify
+from data_prep import verify
 from decathlon.data.domains import TARGET_DOMAINS
 
 ALL = (DEVKIT_TARBALL, DATA_TARBALL, IMAGENET_TARBALL)
