@@ -58,8 +58,8 @@ def test_joint_and_pretraining_jobs_are_refused_per_domain(tiny_decathlon, tiny_
     with pytest.raises(ValueError, match=r"dtd/train has 24 training images.*batch_size 25"):   # svhn has 30
         run_job(spec)
     with pytest.raises(ValueError, match=r"imagenet12/train has 120 training images.*batch_size 128"):
-        pretrain(tiny_decathlon, tmp_path / "pretrain", pretrain_hparams("cpu_demo", dict(tiny_hparams, batch_size=128)),
-                 {}, device="cpu", progress=False)
+        hp = pretrain_hparams("cpu_demo", dict(tiny_hparams, batch_size=128))
+        pretrain(tiny_decathlon, tmp_path / "pretrain", hp, {}, device="cpu", progress=False)
     assert not (tmp_path / "joint").exists() and not (tmp_path / "pretrain").exists()
 
 
