@@ -17,10 +17,9 @@ from decathlon.benchmark.run import run_benchmark
 from decathlon.report.write import report
 from decathlon.data.domains import TARGET_DOMAINS, get_domain
 from decathlon.engine import distributed
-from decathlon.engine.checkpoint import CheckpointError
 from decathlon.benchmark.hparams import PRESETS
-from decathlon.cli.train import add_execution_arguments, execution_options, overrides_from
-from decathlon.data.manifest import ManifestError
+from decathlon.cli.train import add_execution_arguments, error_line, execution_options, overrides_from
+from decathlon.files import ensure_dir
 from decathlon.methods import METHODS, get_method
 
 
@@ -74,19 +73,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    overrides = overrides_from(args)
-    config = BenchmarkConfig(args.data, args.out, args.methods, args.domains, args.config, args.protocol,
-                             args.seeds, args.device, overrides, args.compile, not args.no_progress,
-                             **execution_options(args),
-                             jobs_per_device=args.jobs_per_device, threads_per_job=args.threads_per_job,
-                             backbone=args.backbone)
     try:
+        config = BenchmarkConfig(args.data, args.out, args.methods, args.domains, args.config, args.protocol,
+                                 args.seeds, args.device, overrides_from(args), args.compile, not args.no_progress,
+                                 **execution_options(args),
+                                 jobs_per_device=args.jobs_per_device, threads_per_job=args.threads_per_job,
+                                 backbone=args.backbone)
+        if args.results:   # checked before hours of training, not after
+            ensure_dir(args.results, "--results")
         run_benchmark(config)
-    except (ManifestError, CheckpointError, KeyError, ValueError) as err:
-        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        if distributed.init(args.device).is_main:
+            report([Path(config.out)], ensure_dir(args.results or Path("results") / Path(config.out).name,
+                                                  "--results"))
+    except (KeyError, ValueError, OSError) as err:   # manifests, checkpoints, options, locks, disks
+        print(error_line(err), file=sys.stderr)
         return 2
-    if distributed.init(args.device).is_main:
-        report([Path(config.out)], Path(args.results or Path("results") / Path(config.out).name))
     return 0
 
 

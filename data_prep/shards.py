@@ -27,7 +27,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from decathlon.data.domains import ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, SHORT_SIDE, SPLIT_INDEX, Domain
+from decathlon.data.domains import SHORT_SIDE, Domain
+from decathlon.data.shard_checks import label_and_id_problems
 from decathlon.data.shard_files import offsets_problems
 from data_prep.errors import PrepareError
 from data_prep.owned_files import temporary_name
@@ -179,15 +180,5 @@ def check_shard(path: Path, domain: Domain, split: str, index: int, num_images: 
     if attrs != expected:
         problems.append(f"attrs are {attrs}, expected {expected}")
     problems += geometry_problems(offsets, shapes, num_pixels, domain)
-    if labels_known:
-        problems += _rows((labels < 0) | (labels >= num_classes), f"labels outside 0..{num_classes - 1}",
-                          lambda i: f"label {labels[i]}")
-    else:
-        problems += _rows(labels != -1, "labels not -1 although the split has no labels",
-                          lambda i: f"label {labels[i]}")
-    split_offset = domain.index * ID_DOMAIN_FACTOR + SPLIT_INDEX[split] * ID_SPLIT_FACTOR
-    problems += _rows((image_ids // ID_DOMAIN_FACTOR != domain.index) | (image_ids - split_offset < 1),
-                      "image_ids break d*10**7 + s*10**5 + k", lambda i: f"id {image_ids[i]}")
-    if len(np.unique(image_ids)) != len(image_ids):
-        problems.append("duplicate image_ids")
+    problems += label_and_id_problems(labels, image_ids, domain.index, split, num_classes, labels_known)
     return problems, image_ids

@@ -130,3 +130,28 @@ def test_bad_arguments_are_refused(capsys):
         assert message in capsys.readouterr().err
     assert run_decathlon.main(["--data", "/nonexistent", "--no-progress"]) == 2
     assert "no manifest here" in capsys.readouterr().err
+
+
+def test_a_second_run_into_a_held_run_folder_and_unusable_outputs_are_refused(tiny_decathlon, tmp_path, capsys):
+    from decathlon.files import folder_lock
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        import run_decathlon
+    finally:
+        sys.path.pop(0)
+    base = ["--data", str(tiny_decathlon), *TINY]
+    out, a_file = tmp_path / "run", tmp_path / "a-file"
+    a_file.write_text("")
+    with folder_lock(out, "run folder"):
+        assert run_decathlon.main([*base, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: run folder {out} is in use by pid ") and err.count("\n") == 1
+    assert not (out / "pretrain").exists()
+    for argv, message in ((["--out", str(a_file)], f"--out {a_file}: is a file, expected a folder"),
+                          (["--out", str(tmp_path / "r"), "--results", str(a_file)],
+                           f"--results {a_file}: is a file, expected a folder")):
+        assert run_decathlon.main([*base, *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "r" / "pretrain").exists()   # --results is checked before any training

@@ -107,12 +107,45 @@ def _check_preset(preset: str) -> None:
         raise KeyError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
 
 
+# Keys that may be null (None: the same as `weight_decay`), and the type they have otherwise.
+_NULLABLE = {"weight_decay_3x3": "float", "weight_decay_1x1": "float"}
+
+
+def _type_of(value) -> str:
+    """The type name of a default value: what an override of its key must have."""
+    if isinstance(value, list):
+        return f"list of {_type_of(value[0])}" if value else "list"
+    return {bool: "bool", int: "int", float: "float"}.get(type(value), type(value).__name__)
+
+
+def _fits(value, expected: str) -> bool:
+    """Whether `value` (parsed JSON) has the type `expected`: an int is no bool, a float may be
+    written as an int, a list's items have the item type."""
+    if expected.startswith("list"):
+        item = expected.removeprefix("list of ") if expected != "list" else None
+        return isinstance(value, list) and (item is None or all(_fits(v, item) for v in value))
+    if expected == "float":
+        return type(value) in (int, float)
+    return _type_of(value) == expected
+
+
 def _apply(base: dict, overrides: dict | None, what: str) -> dict:
+    """`base` with `overrides` applied; each override must name a known key and have the
+    type of its default (so `epochs=1.5` is refused before any job starts)."""
     for key, value in (overrides or {}).items():
         if key not in base:
             raise KeyError(f"unknown hyperparameter {key!r} for {what}; known: {', '.join(sorted(base))}")
+        expected = _NULLABLE.get(key) or _type_of(base[key])
+        if not (_fits(value, expected) or (value is None and key in _NULLABLE)):
+            nullable = " or null" if key in _NULLABLE else ""
+            raise ValueError(f"hyperparameter {key!r} is {json.dumps(value)}; expected {_article(expected)}"
+                             f"{nullable} (its default is {json.dumps(base[key])})")
         base[key] = value
     return base
+
+
+def _article(type_name: str) -> str:
+    return f"an {type_name}" if type_name[0] in "aeiou" else f"a {type_name}"
 
 
 def hparams(method: str, domain: str, preset: str = "cpu_demo", overrides: dict | None = None) -> dict:

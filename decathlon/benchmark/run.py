@@ -17,6 +17,7 @@ so compare runs with the same value, e.g. OMP_NUM_THREADS=1).
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
@@ -34,6 +35,7 @@ from decathlon.engine.assemble import assemble_spottune, model_info
 from decathlon.engine.checkpoint import load_backbone, save_atomic
 from decathlon.engine.pretrain import BACKBONE_FILE, evaluate_backbone, pretrain
 from decathlon.engine.trainer import run_job
+from decathlon.files import folder_lock
 from decathlon.methods import get_method
 from decathlon.methods.spottune import SpotTune
 from decathlon.models import MODEL_FILE
@@ -57,15 +59,17 @@ def run_benchmark(config: BenchmarkConfig) -> list:
     ctx = distributed.init(config.device)
     manifest = check_data(config)
     config.out = config.out or default_out(config, manifest["synthetic"])
-    jobs = plan_jobs(config, _backbone(config, manifest, ctx))
-    pending = [spec for spec in jobs[ctx.rank::ctx.world_size] if not (Path(spec.out) / "done").is_file()]
-    per_device = config.jobs_per_device or default_jobs_per_device(ctx.device)
-    threads = config.threads_per_job or max(1, torch.get_num_threads() // per_device)
-    desc = f"jobs (rank {ctx.rank})" if ctx.distributed else "jobs"
-    run_jobs(pending, per_device, threads, desc, config.progress)
-    distributed.barrier(ctx)
-    if ctx.is_main:
-        export_models(jobs, Path(config.out) / "models")
+    # The first process holds the run folder: a second run into it is refused, naming this one.
+    with folder_lock(config.out, "run folder") if ctx.is_main else contextlib.nullcontext():
+        jobs = plan_jobs(config, _backbone(config, manifest, ctx))
+        pending = [spec for spec in jobs[ctx.rank::ctx.world_size] if not (Path(spec.out) / "done").is_file()]
+        per_device = config.jobs_per_device or default_jobs_per_device(ctx.device)
+        threads = config.threads_per_job or max(1, torch.get_num_threads() // per_device)
+        desc = f"jobs (rank {ctx.rank})" if ctx.distributed else "jobs"
+        run_jobs(pending, per_device, threads, desc, config.progress)
+        distributed.barrier(ctx)
+        if ctx.is_main:
+            export_models(jobs, Path(config.out) / "models")
     return [Path(spec.out) for spec in jobs]
 
 

@@ -69,16 +69,24 @@ def add_arguments(parser) -> None:
     add_common_arguments(parser)
 
 
-def run_guarded(job) -> int:
-    """Run `job()`, turning the errors a user can fix into one clean line and exit 2."""
-    from decathlon.engine.checkpoint import CheckpointError
-    from decathlon.data.manifest import ManifestError
+def error_line(err: Exception) -> str:
+    """The one line a user sees for an error they can fix: a KeyError's message without its
+    quotes, an OSError (a full disk, a folder that cannot be written) with the file it hit."""
+    if isinstance(err, KeyError) and err.args:
+        return f"error: {err.args[0]}"
+    if isinstance(err, OSError) and err.strerror:
+        return f"error: {err.filename + ': ' if err.filename else ''}{err.strerror}"
+    return f"error: {err}"
 
+
+def run_guarded(job) -> int:
+    """Run `job()`, turning the errors a user can fix into one clean line and exit 2:
+    bad input (ValueError: manifests, checkpoints, options, a refused or diverged job, a
+    locked folder), an unknown name (KeyError) and a failed read or write (OSError)."""
     try:
         job()
-    except (ManifestError, CheckpointError, KeyError, ValueError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {message}", file=sys.stderr)
+    except (KeyError, ValueError, OSError) as err:
+        print(error_line(err), file=sys.stderr)
         return 2
     return 0
 

@@ -60,8 +60,9 @@ class ManifestVersionError(ManifestError):
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to a temporary file in the same folder, then rename over `path`."""
-    write_bytes_atomic(path, json.dumps(obj, indent=1))
+    """Write JSON to a temporary file in the same folder, then rename over `path`; a NaN or
+    infinity is refused (ValueError): JSON has no such tokens, and readers would choke on them."""
+    write_bytes_atomic(path, json.dumps(obj, indent=1, allow_nan=False))
 
 
 def load_manifest_json(root: Path) -> dict:

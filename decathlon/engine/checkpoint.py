@@ -54,10 +54,16 @@ def _check_loadable(value, where: str) -> None:
 
 def save_atomic(obj: dict, path: Path) -> None:
     """torch.save to a temporary file in the same folder, then rename over `path`;
-    refuses (TypeError) what torch.load(weights_only=True) could not read back."""
+    refuses (TypeError) what torch.load(weights_only=True) could not read back. A failed
+    write (a full disk) leaves the previous file as it was and raises CheckpointError."""
     _check_loadable(obj, f"{Path(path).name}: value")
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    try:
+        # Through a Python file: a failed write is then an OSError with its errno (torch's own
+        # file writer reports it as a RuntimeError "unexpected pos").
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(obj, f)
+    except OSError as err:
+        raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
 
 
 def load_checkpoint(path: Path, kind: str) -> dict:
@@ -107,6 +113,11 @@ def imported_source(path: Path, recorded: dict, sha256: str | None = None) -> di
     return {"kind": "imported", "name": Path(path).name, "sha256": sha256 or file_sha256(path), **recorded}
 
 
+def _starts_as_zip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
 def load_backbone(path: Path, width: float, run_dir: Path | None = None) -> dict:
     """The backbone checkpoint (weights under 'state') after checking it is a ResNet-26 at
     this width: our backbone.pt or, converted on the fly with the same checks as
@@ -122,6 +133,10 @@ def load_backbone(path: Path, width: float, run_dir: Path | None = None) -> dict
     sha256 = file_sha256(path)
     if zipfile.is_zipfile(path):
         ckpt = load_checkpoint(path, "backbone")
+    elif _starts_as_zip(path):
+        raise CheckpointError(f"{path}: a truncated or damaged file: it begins as a zip-format checkpoint "
+                              f"(such as backbone.pt) but its end is missing or broken ({path.stat().st_size} "
+                              "bytes); copy it again or pretrain it again")
     else:
         state, recorded = public_backbone_state(path)
         ckpt = {"format": CHECKPOINT_FORMAT, "kind": "backbone", "arch": {"name": "resnet26", "width": 1.0},

@@ -7,10 +7,13 @@ single process with rank 0 of 1.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+DEVICE_NAME = re.compile(r"cpu|cuda(:\d+)?")
 
 
 @dataclass(frozen=True)
@@ -30,14 +33,20 @@ class Context:
 
 
 def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
-    """'auto' (or None) -> this rank's GPU when there is one, else the CPU."""
+    """'auto' (or None) -> this rank's GPU when there is one, else the CPU; 'cpu', 'cuda'
+    (this rank's GPU) and 'cuda:N' as they say. Anything else is a ValueError naming it."""
     if name in (None, "auto"):
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if not DEVICE_NAME.fullmatch(name):
+        raise ValueError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device is available here")
+            raise ValueError(f"--device {name}: no CUDA device is available here")
         device = torch.device("cuda", local_rank if device.index is None else device.index)
+        if device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this rank would use cuda:{device.index}, but only "
+                             f"{torch.cuda.device_count()} CUDA device(s) are visible")
         torch.cuda.set_device(device)
     return device
 

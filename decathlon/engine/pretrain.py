@@ -41,7 +41,7 @@ def evaluate_backbone(data, out, backbone, hp: dict, extra: dict, device="auto",
     """Evaluate `backbone` (our backbone.pt or a public .t7) on imagenet12 into job folder `out`."""
     spec = JobSpec("pretrain", SOURCE_DOMAIN, str(data), str(out), dict(hp, epochs=0), backbone=str(backbone),
                    device=device, progress=progress, resume=True, extra=extra)
-    return run_job(spec, BackboneEvaluation)
+    return run_job(spec, BackboneEvaluation, evaluate_only=True)
 
 
 def pretrain(data, out, hp: dict, extra: dict, seed=0, device="auto", compile=False, progress=True,

@@ -20,6 +20,7 @@ from decathlon.data.manifest import write_json_atomic
 from decathlon.engine import distributed
 from decathlon.engine.checkpoint import save_atomic
 from decathlon.engine.evaluate import evaluate
+from decathlon.engine.job_checks import finite_or_null
 from decathlon.models import resnet26
 
 FINAL_FORMAT = 2
@@ -84,7 +85,7 @@ def finish(spec, method, eval_loaders: dict, scores: dict, ctx, manifest: dict, 
     if ctx.is_main:
         for name, content in method.exports().items():
             save_atomic(content, out / name)
-        write_json_atomic(out / "final.json", final)
+        write_json_atomic(out / "final.json", finite_or_null(final))
         (out / "done").write_text("")
     distributed.barrier(ctx)
     return final

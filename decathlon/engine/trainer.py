@@ -15,9 +15,15 @@ The loop never waits for the device within an epoch: the step (decathlon.engine.
 a CUDA graph on CUDA) returns its losses as device tensors, summed on the device and
 read once at the end of the epoch; the progress bar reads them every
 `PROGRESS_EVERY` steps.
+
+What a job refuses before it trains or writes anything, and the loss check after each
+epoch, are decathlon.engine.job_checks. The job folder is locked (`folder_lock`, by the
+job's first process) while the job runs: a second job into the same folder is refused,
+naming the process that holds it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -28,12 +34,16 @@ from tqdm import tqdm
 
 from decathlon.data.loader import ShardLoader
 from decathlon.data.manifest import read_manifest, split_entry
+from decathlon.data.shard_checks import verify_split_shards
 from decathlon.engine import distributed
 from decathlon.engine.checkpoint import CheckpointError, check_resumable, load_backbone, load_checkpoint, save_atomic
 from decathlon.engine.evaluate import evaluate
 from decathlon.engine.interleave import InterleavedLoader
+from decathlon.engine.job_checks import (check_finite, check_seed, check_training_length, data_identity,
+                                         finite_or_null)
 from decathlon.engine.results import final_splits, finish
 from decathlon.engine.step import LossMeter, configure_precision, make_step
+from decathlon.files import folder_lock
 from decathlon.methods import get_method
 
 PROTOCOLS = {"train": ("train",), "trainval": ("train", "val")}
@@ -123,16 +133,15 @@ def _loaders(spec: JobSpec, manifest: dict, ctx, multi_domain: bool) -> tuple:
     return train, images, evaluation
 
 
-def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
+def run_job(spec: JobSpec, method_cls: type | None = None, evaluate_only: bool = False) -> dict:
     """Train and evaluate one job; returns final.json. With `spec.resume` an existing
     checkpoint is continued; without, it is an error (nothing is overwritten).
-    `method_cls` replaces the registry lookup (pretraining uses its own subclass)."""
+    `method_cls` replaces the registry lookup (pretraining uses its own subclass);
+    `evaluate_only`: a job of no epochs that only evaluates (a given backbone)."""
     if spec.protocol not in PROTOCOLS:
         raise ValueError(f"protocol {spec.protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    check_seed(spec.seed)
     ctx = distributed.init(spec.device) if spec.data_parallel else distributed.local(spec.device)
-    if ctx.device.type == "cuda":   # the public codes set it; off: cuDNN's heuristic choice of algorithms
-        torch.backends.cudnn.benchmark = spec.cudnn_benchmark
-    out, hp = Path(spec.out), spec.hparams
     manifest = read_manifest(spec.data)
     for domain in spec.trained_domains:
         for split in PROTOCOLS[spec.protocol]:
@@ -141,9 +150,36 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
     if method_cls.multi_domain != bool(spec.domains):
         raise ValueError(f"method {spec.method!r} trains {'several domains' if method_cls.multi_domain else 'one domain'}"
                          f" per job; the job names {'one' if not spec.domains else len(spec.domains)}")
+    if not evaluate_only:
+        check_training_length(spec.hparams, manifest, spec.data, spec.trained_domains, PROTOCOLS[spec.protocol],
+                              ctx.world_size, spec.hparams["drop_last"])
+
+    def splits_read(domain):
+        return (() if evaluate_only else PROTOCOLS[spec.protocol]) + tuple(final_splits(spec, manifest, domain))
+
+    def verify_shards():
+        for domain in spec.trained_domains:
+            verify_split_shards(spec.data, manifest, domain, splits_read(domain))
+
+    if ctx.is_main:
+        verify_shards()
+    distributed.barrier(ctx)   # the other processes then find the first one's result remembered
+    if not ctx.is_main:
+        verify_shards()
+    identity = {**spec.identity(), "data": data_identity(spec.data, manifest, spec.trained_domains, splits_read)}
+    with folder_lock(spec.out, "job folder") if ctx.is_main else contextlib.nullcontext():
+        return _run_locked(spec, method_cls, manifest, ctx, identity)
+
+
+def _run_locked(spec: JobSpec, method_cls: type, manifest: dict, ctx, identity: dict) -> dict:
+    """The job, once checked and its folder locked."""
+    if ctx.device.type == "cuda":   # the public codes set it; off: cuDNN's heuristic choice of algorithms
+        torch.backends.cudnn.benchmark = spec.cudnn_benchmark
+    out, hp = Path(spec.out), spec.hparams
     classes = {d: manifest["domains"][d]["num_classes"] for d in spec.trained_domains}
     method, backbone = _build_method(spec, method_cls, classes if method_cls.multi_domain else classes[spec.domain],
                                      ctx)
+    identity["backbone_sha256"] = backbone["provenance"]["sha256"] if backbone else None
     scheduler = torch.optim.lr_scheduler.MultiStepLR(method.optimizer, hp["lr_milestones"], hp["lr_gamma"])
     train_loader, epoch_images, eval_loaders = _loaders(spec, manifest, ctx, method_cls.multi_domain)
     # Each epoch is scored on val only: never on test (the protocol trap of picking by
@@ -156,7 +192,7 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
                               f"it or choose another output folder")
     if ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path, "job")
-        check_resumable(ckpt, ckpt_path, spec.identity())
+        check_resumable(ckpt, ckpt_path, identity)
         method.load_state_dict(ckpt["method"])
         method.optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -183,6 +219,7 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
             if spec.progress and ctx.is_main and meter.steps % PROGRESS_EVERY == 0:
                 bar.set_postfix(loss=f"{meter.means()['loss']:.3f}")
         losses = meter.means()   # waits for the device: the epoch's work is done after this
+        check_finite(losses, epoch + 1, out)
         seconds, trained_until = time.perf_counter() - began, time.time()   # wall clock: other jobs' records
         scheduler.step()
         evaluated = time.perf_counter()
@@ -196,8 +233,8 @@ def run_job(spec: JobSpec, method_cls: type | None = None) -> dict:
                 **_monitored(scores)}
         if ctx.is_main:
             with open(record_path, "a") as f:
-                f.write(json.dumps(line) + "\n")
-            save_atomic({"format": 1, "kind": "job", "identity": spec.identity(), "epoch": epoch,
+                f.write(json.dumps(finite_or_null(line), allow_nan=False) + "\n")
+            save_atomic({"format": 1, "kind": "job", "identity": identity, "epoch": epoch,
                          "method": method.state_dict(), "optimizer": method.optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "rng": _rng_state()}, ckpt_path)
         distributed.barrier(ctx)

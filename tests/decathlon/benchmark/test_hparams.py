@@ -70,3 +70,17 @@ def test_unknown_crop_rounding_is_refused():
         hparams("finetune", "dtd", "spottune_paper", {"crop_rounding": "half_up"})
     with pytest.raises(ValueError, match="'crop_rounding' is 'nearest'"):
         pretrain_hparams("cpu_demo", {"crop_rounding": "nearest"})
+
+
+def test_overrides_must_have_the_type_of_their_default():
+    for overrides, message in (({"epochs": 1.5}, r"'epochs' is 1.5; expected an int \(its default is 3\)"),
+                               ({"epochs": True}, r"'epochs' is true; expected an int"),
+                               ({"lr_milestones": [1.5]}, r"'lr_milestones' is \[1.5\]; expected a list of int"),
+                               ({"lr": "fast"}, r"'lr' is \"fast\"; expected a float"),
+                               ({"weight_decay_3x3": "x"}, r"expected a float or null")):
+        with pytest.raises(ValueError, match=message):
+            hparams("spottune", "dtd", "cpu_demo", overrides)
+    with pytest.raises(ValueError, match=r"'batch_size' is 0.5; expected an int"):
+        pretrain_hparams("cpu_demo", {"batch_size": 0.5})
+    accepted = hparams("finetune", "dtd", "adapters_paper", {"lr": 1, "weight_decay_3x3": None, "width": 0.5})
+    assert (accepted["lr"], accepted["weight_decay_3x3"], accepted["width"]) == (1, None, 0.5)

@@ -24,7 +24,8 @@ def test_two_process_gloo_ddp_run(method, domain, tiny_decathlon, tiny_backbone,
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "decathlon", "train", "--method", method, "--domain", domain,
                "--data", str(tiny_decathlon), "--backbone", str(tiny_backbone), "--out", str(out),
-               "--device", "cpu", "--no-progress", *_tiny_args(tiny_hparams)]
+               "--device", "cpu", "--no-progress", *_tiny_args(tiny_hparams),
+               "--hparam", "batch_size=8"]   # 12 of dtd's 24 training images per process: one step or more
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     final = json.loads((out / "final.json").read_text())
@@ -49,7 +50,8 @@ def test_bad_arguments_are_refused_by_the_parser(argv, message, capsys):
 
 
 def test_errors_a_user_can_fix_are_one_line(tiny_decathlon, tiny_backbone, tmp_path, capsys):
-    base = ["train", "--method", "finetune", "--domain", "dtd", "--out", str(tmp_path / "job")]
+    base = ["train", "--method", "finetune", "--domain", "dtd", "--out", str(tmp_path / "job"),
+            "--hparam", "batch_size=8"]   # cpu_demo's 64 is more than the tiny dtd's training images
     assert main([*base, "--data", str(tmp_path)]) == 2
     assert "no manifest here; prepare data first" in capsys.readouterr().err
     assert main([*base, "--data", str(tiny_decathlon), "--domain", "gtsrb"]) == 2
@@ -78,3 +80,37 @@ def test_preset_carries_its_protocol_and_precision_is_a_recorded_override(tiny_d
     assert final["spec"]["extra"]["overrides"]["precision"] == "bf16"
     assert final["spec"]["extra"]["preset_protocol"] == "trainval"
     assert [e["eval_policy"] for e in final["evaluations"]] == ["sample", "argmax"]   # as published, first
+
+
+def test_more_errors_a_user_can_fix_are_one_line(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path, capsys,
+                                                 monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    base = ["train", "--method", "finetune", "--domain", "dtd", "--data", str(tiny_decathlon), "--backbone",
+            str(tiny_backbone), "--device", "cpu", "--no-progress", *_tiny_args(tiny_hparams)]
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(tiny_backbone.read_bytes()[:5000])
+    for argv, message in (
+            (["--out", str(tmp_path / "a-file")], f"--out {tmp_path / 'a-file'}: is a file, expected a folder"),
+            (["--out", str(tmp_path / "a-file" / "job")], f"--out {tmp_path / 'a-file' / 'job'}: cannot write there"),
+            (["--out", str(tmp_path / "j1"), "--hparam", "epochs=1.5"],
+             "hyperparameter 'epochs' is 1.5; expected an int"),
+            (["--out", str(tmp_path / "j2"), "--hparam", "epochs=0"], "'epochs' is 0: a training job needs"),
+            (["--out", str(tmp_path / "j3"), "--device", "toaster"], "--device toaster: expected auto, cpu, cuda"),
+            (["--out", str(tmp_path / "j4"), "--seed", "-3"], "seed -3: expected an integer >= 0"),
+            (["--out", str(tmp_path / "j5"), "--backbone", str(truncated)], f"{truncated}: a truncated or damaged"),
+    ):
+        assert main([*base, *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert main(["pretrain", "--data", str(tiny_decathlon), "--out", str(tmp_path / "a-file"), "--device", "cpu",
+                 "--no-progress", *_tiny_args(tiny_hparams)]) == 2
+    assert f"--out {tmp_path / 'a-file'}: is a file" in capsys.readouterr().err
+
+    from decathlon.engine import checkpoint
+
+    def disk_full(obj, f):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    assert main([*base, "--out", str(tmp_path / "full")]) == 2
+    assert capsys.readouterr().err == f"error: cannot write checkpoint {tmp_path / 'full' / 'checkpoint.pt'}: " \
+                                      "No space left on device\n"
