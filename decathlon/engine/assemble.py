@@ -83,20 +83,23 @@ def _load_checked_backbone(path: Path, settings: dict, record_path: Path) -> dic
 
 
 def model_info(job_dirs) -> dict:
-    """What a model file assembled from `job_dirs` records: the method and the augmentation
-    its domains were trained with (imported jobs: the public SpotTune code's)."""
-    methods, augmentations = set(), set()
+    """What a model file assembled from `job_dirs` records: the method, and the augmentation
+    and centre-crop rounding its domains were trained with (imported jobs: the public
+    SpotTune code's, which ran under Python 2)."""
+    methods, views = set(), set()
     for folder in map(Path, job_dirs):
         if (folder / "final.json").is_file():
             spec = json.loads((folder / "final.json").read_text())["spec"]
             methods.add(spec["method"])
-            augmentations.add(spec["hparams"]["augmentation"])
+            views.add((spec["hparams"]["augmentation"], spec["hparams"].get("crop_rounding", "half_even")))
         else:
             methods.add("spottune (imported)")
-            augmentations.add("spottune")
-    if len(augmentations) > 1:
-        raise CheckpointError(f"the jobs were trained with different augmentations ({', '.join(sorted(augmentations))})")
-    return {"method": " + ".join(sorted(methods)), "augmentation": augmentations.pop() if augmentations else "spottune",
+            views.add(("spottune", "half_away"))
+    if len(views) > 1:
+        raise CheckpointError("the jobs were trained with different test views (augmentation, crop_rounding): "
+                              + ", ".join(map(str, sorted(views))))
+    augmentation, crop_rounding = views.pop() if views else ("spottune", "half_even")
+    return {"method": " + ".join(sorted(methods)), "augmentation": augmentation, "crop_rounding": crop_rounding,
             "assembled_from": [str(Path(folder)) for folder in job_dirs]}
 
 

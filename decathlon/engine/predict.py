@@ -1,9 +1,9 @@
 """Predictions of one SpotTune model file for every domain it holds, from prepared shards.
 
 `SpotTuneNet.load(path)` gives the whole model (backbone, shared trunk, every domain);
-each domain's split is read with the augmentation the model was trained with (the
-model file's `info`), in batches, routed where routing pays. imagenet12 is predicted by
-the frozen backbone itself when its classifier fits the prepared imagenet12 (the
+each domain's split is read with the augmentation and centre-crop rounding the model was
+trained with (the model file's `info`), in batches, routed where routing pays. imagenet12 is
+predicted by the frozen backbone itself when its classifier fits the prepared imagenet12 (the
 published SpotTune row's ImNet is the backbone's too). A sampled test-time policy draws
 from the torch RNG seeded per domain, so the predictions are reproducible.
 """
@@ -78,7 +78,8 @@ def predict_model(model: SpotTuneNet, data, split: str = "test", policy: str = "
     model = model.to(device).eval()
     protocol = model.info.get("augmentation", "spottune")
     loader_args = dict(train=False, protocol=protocol, shuffle=False, seed=seed, drop_last=False, device=device,
-                       channels_last=device.type == "cuda")
+                       channels_last=device.type == "cuda",
+                       crop_rounding=model.info.get("crop_rounding", "half_even"))
     results = {}
     backbone_fits = (SOURCE_DOMAIN in manifest["domains"] and split in manifest["domains"][SOURCE_DOMAIN]["splits"]
                      and manifest["domains"][SOURCE_DOMAIN]["num_classes"] == model.backbone.classifier.out_features)

@@ -104,4 +104,5 @@ class SpotTuneJoint(Method):
 
     def exports(self) -> dict:
         """The whole model in one file (backbone, shared trunk, every domain)."""
-        return {MODEL_FILE: self.net.spottune.checkpoint(method=self.name, augmentation=self.hparams["augmentation"])}
+        return {MODEL_FILE: self.net.spottune.checkpoint(method=self.name, augmentation=self.hparams["augmentation"],
+                                                         crop_rounding=self.hparams["crop_rounding"])}

@@ -2,7 +2,8 @@
 
 What it is built from (backbone width and classes, policy kind and width, trunk BN,
 temperature), the backbone and the shared policy trunk once, every domain's own state,
-and `info` (what made it: the method, the augmentation its domains were trained with).
+and `info` (what made it: the method, the augmentation and centre-crop rounding its domains
+were trained with).
 Tensors, numbers, strings, lists and dicts only, so it loads with
 torch.load(weights_only=True) and nothing in it can run code. Functions of the model
 class (`SpotTuneNet.checkpoint`, `.from_checkpoint`, `.load` call them).

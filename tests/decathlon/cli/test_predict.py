@@ -159,3 +159,42 @@ def test_a_domain_with_another_number_of_classes_is_refused(tiny_decathlon, tmp_
                  "--device", "cpu", "--no-progress"]) == 2
     assert f"domain 'dtd': the model predicts {prepared + 1} classes" in capsys.readouterr().err
     assert not (tmp_path / "r.zip").exists()
+
+
+@pytest.mark.parametrize("recorded, used", [(None, "half_even"), ("half_away", "half_away")])
+def test_predict_cuts_the_test_view_with_the_models_crop_rounding(recorded, used, tiny_decathlon, tmp_path,
+                                                                  monkeypatch):
+    """A paper-preset model (Python 2 rounding) is evaluated on the view it was trained for."""
+    from decathlon.engine import predict as predict_module
+    from decathlon.models import SpotTuneNet, resnet26
+    from decathlon.data.manifest import read_manifest
+
+    net = SpotTuneNet(resnet26(12, 0.125), "per_domain")
+    net.add_domain("dtd", read_manifest(tiny_decathlon)["domains"]["dtd"]["num_classes"])
+    net.info = {"augmentation": "spottune", **({"crop_rounding": recorded} if recorded else {})}
+    seen = []
+    real_loader = predict_module.ShardLoader
+    monkeypatch.setattr(predict_module, "ShardLoader",
+                        lambda *args, **kwargs: seen.append(kwargs["crop_rounding"]) or real_loader(*args, **kwargs))
+    predict_module.predict_model(net, tiny_decathlon, "test", "argmax", progress=False, with_backbone=False)
+    assert seen == [used]
+
+
+def test_assembled_models_record_their_jobs_crop_rounding(tmp_path):
+    from decathlon.engine.assemble import model_info
+    from decathlon.engine.checkpoint import CheckpointError
+
+    def job(name, rounding):
+        folder = tmp_path / name
+        folder.mkdir()
+        hp = {"augmentation": "spottune", **({"crop_rounding": rounding} if rounding else {})}
+        (folder / "final.json").write_text(json.dumps({"spec": {"method": "spottune", "hparams": hp}}))
+        return folder
+
+    assert model_info([job("a", "half_away"), job("b", "half_away")])["crop_rounding"] == "half_away"
+    assert model_info([job("old", None)])["crop_rounding"] == "half_even"   # jobs made before the option
+    imported = tmp_path / "imported"
+    imported.mkdir()
+    assert model_info([imported])["crop_rounding"] == "half_away"   # the public code ran under Python 2
+    with pytest.raises(CheckpointError, match="different test views"):
+        model_info([tmp_path / "a", job("c", "half_even")])

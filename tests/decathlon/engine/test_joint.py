@@ -45,6 +45,7 @@ def test_one_job_trains_every_domain_and_ships_one_model_file(tiny_decathlon, ti
     assert set(line["val_accuracy_by_domain"]) == {"dtd", "svhn"}
     model = SpotTuneNet.load(tmp_path / MODEL_FILE)
     assert set(model.domains) == {"dtd", "svhn"} and model.info["augmentation"] == "spottune"
+    assert model.info["crop_rounding"] == tiny_hparams.get("crop_rounding", "half_even")
     from decathlon.data.loader import ShardLoader
     for evaluation in final["evaluations"][0::2]:   # argmax: the saved model reproduces the job's predictions
         saved = np.load(tmp_path / evaluation["splits"]["test"]["predictions"])
