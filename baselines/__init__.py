@@ -1,4 +1,4 @@
-"""Published Visual Decathlon test results (REFERENCE.md, section 2) as a table.
+"""Published Visual Decathlon test results (docs/reference.md, section 2) as a table.
 
 `published_test.csv` holds one row per method: `params_x_resnet26` (model size as a
 multiple of one ResNet-26), the ten test accuracies in percent under the official

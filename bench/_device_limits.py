@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-import torch
 
 from _common import synchronize
 from bench_gpu import build_method, configure

@@ -9,7 +9,7 @@ Pretraining is one job, alone on the device; spottune_joint is one job over all 
 """
 from __future__ import annotations
 
-from decathlon.benchmark.hparams import hparams, preset_protocol, pretrain_hparams
+from decathlon.benchmark.hparams_registry import hparams, preset_protocol, pretrain_hparams
 from decathlon.data.domains import SOURCE_DOMAIN, TARGET_DOMAINS, get_domain
 from decathlon.methods import METHODS
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from _common import FixedDecisions, backbone_state, machine_info, slug, synchronize, write_report
-from decathlon.benchmark.hparams import hparams
+from decathlon.benchmark.hparams_registry import hparams
 from decathlon.engine.step import EagerStep, GraphedStep, configure_precision
 from decathlon.methods import METHODS
 from decathlon.models import SpotTuneNet, resnet26

@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 from _common import FixedDecisions, backbone_state, machine_info, synchronize
-from decathlon.benchmark.hparams import hparams
+from decathlon.benchmark.hparams_registry import hparams
 from decathlon.engine.step import EagerStep, GraphedStep, autocast_for
 from decathlon.methods import METHODS
 from decathlon.models import SpotTuneNet, resnet26

@@ -30,7 +30,6 @@ Writes results/bench/protocol_<device>.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -43,12 +42,13 @@ import torch
 from _common import machine_info, slug, write_report
 from data_prep import prepare
 from data_prep.synthetic import generate
-from decathlon.benchmark.hparams import hparams, pretrain_hparams
+from decathlon.benchmark.hparams_registry import hparams, pretrain_hparams
 from decathlon.benchmark.run import default_jobs_per_device, run_jobs
 from decathlon.data.domains import SOURCE_DOMAIN
 from decathlon.data.transforms import output_hw
-from decathlon.engine.pretrain import pretrain
+from decathlon.engine.pretraining import pretrain
 from decathlon.engine.trainer import JobSpec
+from decathlon.jobdir import read_final, read_records
 from decathlon.methods import METHODS
 from _device_limits import device_ceiling, streamed_rate
 from _protocol_markdown import markdown
@@ -87,9 +87,9 @@ def prepared_data(root: Path, scale: float) -> Path:
 
 def steady_rate(job: Path) -> dict:
     """Median training img/s over the epochs after the first, and evaluation img/s."""
-    lines = [json.loads(line) for line in (job / "record.jsonl").read_text().splitlines()]
+    lines = read_records(job)
     steady = lines[1:] or lines
-    final = json.loads((job / "final.json").read_text())
+    final = read_final(job)
     val_images = (final["splits"].get("val") or {}).get("num_images") or 0
     eval_seconds = statistics.median(line["eval_seconds"] for line in steady)
     return {"train_images_per_s": statistics.median(line["train_images_per_s"] for line in steady),
@@ -101,7 +101,7 @@ def aggregate_rate(jobs: list) -> float:
     """Training img/s of jobs run at once: every timed epoch's images (all but each job's
     first) over the wall-clock span from the first of those epochs' start to the last one's
     end. Epochs outside the overlap count too, so jobs that barely overlap read as ~1x."""
-    epochs = [json.loads(line) for job in jobs for line in (job / "record.jsonl").read_text().splitlines()[1:]]
+    epochs = [epoch for job in jobs for epoch in read_records(job)[1:]]
     images = sum(e["train_images_per_s"] * e["seconds"] for e in epochs)
     span = max(e["trained_until"] for e in epochs) - min(e["trained_until"] - e["seconds"] for e in epochs)
     return images / span

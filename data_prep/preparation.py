@@ -27,8 +27,8 @@ from tqdm import tqdm
 from decathlon.data.annotations import AnnotationError, parse_annotations
 from decathlon.data.domains import ANNOTATION_FILES, LABELLED_TEST_FILE, SHORT_SIDE, SPLITS, get_domain, parse_domains
 from decathlon.data.manifest import (FORMAT_VERSION, MANIFEST_NAME, ManifestError, ManifestVersionError,
-                                     load_manifest_json, read_manifest, write_json_atomic)
-from decathlon.files import FolderLockedError, OutputError, folder_lock
+                                     load_manifest_json, read_manifest)
+from decathlon.files import FolderLockedError, OutputError, folder_lock, write_json_atomic
 from data_prep.decode import STORAGE, DecodeTask, decode_batch, ignore_sigint
 from data_prep.errors import PrepareError
 from data_prep.owned_files import (owned_shards, progress_path, read_progress, recorded_in_manifest,

@@ -20,7 +20,6 @@ bytes do not depend on that order, so a folder and a tarball give identical shar
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import numpy as np
 from decathlon.data.domains import SHORT_SIDE, Domain
 from decathlon.data.shard_checks import label_and_id_problems
 from decathlon.data.shard_files import offsets_problems
+from decathlon.files import sha256_file
 from data_prep.errors import PrepareError
 from data_prep.owned_files import temporary_name
 
@@ -47,14 +47,6 @@ def shard_ranges(num_images: int, shard_size: int) -> list:
 def pixel_offsets(shapes: np.ndarray) -> np.ndarray:
     """(n + 1,) int64 cumulative pixel offsets of images of (n, 2) shapes laid end to end."""
     return np.concatenate([[0], np.cumsum(np.prod(shapes, axis=1, dtype=np.int64))]).astype(np.int64)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ShardWriter:

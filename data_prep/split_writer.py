@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from decathlon.data.annotations import SplitAnnotations
-from decathlon.data.manifest import write_json_atomic
+from decathlon.files import sha256_file, write_json_atomic
 from data_prep.decode import STORAGE, stored_shapes
 from data_prep.errors import PrepareError
 from data_prep.owned_files import progress_path
-from data_prep.shards import ShardWriter, sha256_file, shard_file, shard_ranges
+from data_prep.shards import ShardWriter, shard_file, shard_ranges
 
 
 @dataclass

@@ -19,7 +19,8 @@ import numpy as np
 from decathlon.data.domains import DOMAINS, SHORT_SIDE, SPLITS, get_domain
 from decathlon.data.manifest import MANIFEST_NAME, read_manifest
 from data_prep.owned_files import TMP_SUFFIX, recorded_in_manifest
-from data_prep.shards import check_shard, sha256_file, shard_file
+from data_prep.shards import check_shard, shard_file
+from decathlon.files import sha256_file
 
 
 @dataclass

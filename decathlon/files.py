@@ -1,14 +1,17 @@
-"""Atomic file writes: a temporary file in the same folder, renamed over the target.
+"""Files, for every stage: atomic writes, the one sha256 of a file, output checks, folder locks.
 
-A reader (or a rerun after Ctrl-C) sees either the old file or the complete new one,
-never a half-written one. Every writer of manifests, checkpoints, tables, plots and
-submission files goes through here. Also: output folders checked before work starts
-(`ensure_dir`), and the lock that keeps two processes out of one folder (`folder_lock`).
+Atomic writes go to a temporary file in the same folder, renamed over the target: a reader
+(or a rerun after Ctrl-C) sees either the old file or the complete new one, never a
+half-written one. Every writer of manifests, checkpoints, tables, plots and submission
+files goes through here. Output folders are checked before work starts (`ensure_dir`), and
+a lock keeps two processes out of one folder (`folder_lock`).
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import os
 import socket
 import sys
@@ -41,6 +44,32 @@ def write_bytes_atomic(path, data: bytes | str) -> Path:
         f.flush()
         os.fsync(f.fileno())
     return Path(path)
+
+
+def write_json_atomic(path, obj) -> None:
+    """Write JSON atomically; a NaN or infinity is refused (ValueError): JSON has no such
+    tokens, and readers would choke on them."""
+    write_bytes_atomic(path, json.dumps(obj, indent=1, allow_nan=False))
+
+
+HASH_CHUNK = 1 << 22
+
+
+def file_hasher(path, on_chunk=None):
+    """The sha256 hash object of the file at `path`, read in chunks (shards and tarballs are
+    gigabytes); `on_chunk(n)` is told each chunk's length (a progress bar)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+            if on_chunk is not None:
+                on_chunk(len(chunk))
+    return digest
+
+
+def sha256_file(path) -> str:
+    """The hex sha256 of the file at `path`."""
+    return file_hasher(path).hexdigest()
 
 
 class OutputError(ValueError):

@@ -67,8 +67,8 @@ def tiny_hparams():
 @pytest.fixture(scope="session")
 def tiny_backbone(tiny_decathlon, tiny_hparams, tmp_path_factory) -> Path:
     """A backbone pretrained for two epochs on the tiny imagenet12."""
-    from decathlon.benchmark.hparams import pretrain_hparams
-    from decathlon.engine.pretrain import pretrain
+    from decathlon.benchmark.hparams_registry import pretrain_hparams
+    from decathlon.engine.pretraining import pretrain
 
     out = tmp_path_factory.mktemp("pretrain")
     return pretrain(tiny_decathlon, out, pretrain_hparams("cpu_demo", tiny_hparams), {"preset": "cpu_demo"},

@@ -3,8 +3,14 @@
 - No tracked file refers to a path outside the checkout (a user's clone has nothing
   beside it); tests/conftest.py also watches, at run time, that no test opens a file in
   the checkout's parent folder outside the checkout.
-- Imports follow data_prep -> shards -> data -> models -> methods -> engine -> benchmark,
-  and engine records -> scoring -> report; nothing imports upward.
+- Imports follow the layers, and nothing imports upward:
+
+      files, resources -> data -> models -> jobdir -> checkpoints -> methods -> engine
+          -> inference -> benchmark -> scoring, report -> cli
+
+  data_prep and baselines stand on data; scoring and report read job records and never
+  the training code (engine, methods, checkpoints, benchmark).
+- Every source file stays readable in one sitting (under 300 lines).
 """
 import ast
 import subprocess
@@ -13,22 +19,31 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# What each layer may import from the project (besides itself); cli and the root
+LOW = {"decathlon.files", "decathlon.resources"}
+DATA = LOW | {"decathlon.data"}
+JOBDIR = DATA | {"decathlon.models", "decathlon.jobdir"}
+CHECKPOINTS = JOBDIR | {"decathlon.checkpoints"}
+METHODS = CHECKPOINTS | {"decathlon.methods"}
+ENGINE = METHODS | {"decathlon.engine"}
+# What each layer may import from the project (besides itself); decathlon.cli and the root
 # scripts (run_decathlon.py, bench/) sit on top and may import anything.
 ALLOWED = {
     "decathlon.files": set(),
     "decathlon.resources": set(),
-    "decathlon.data": {"decathlon.files", "decathlon.resources"},
+    "decathlon.data": LOW,
     "baselines": {"decathlon.data"},
-    "data_prep": {"decathlon.data", "decathlon.files", "decathlon.resources"},
+    "data_prep": DATA,
     "decathlon.models": set(),
-    "decathlon.methods": {"decathlon.models"},
-    "decathlon.engine": {"decathlon.data", "decathlon.models", "decathlon.methods", "decathlon.files"},
-    "decathlon.benchmark": {"decathlon.engine", "decathlon.methods", "decathlon.models", "decathlon.data",
-                            "decathlon.files"},
-    "decathlon.scoring": {"decathlon.data", "decathlon.files", "decathlon.resources", "baselines"},
-    "decathlon.report": {"decathlon.scoring", "decathlon.data", "decathlon.files", "baselines"},
+    "decathlon.jobdir": set(),
+    "decathlon.checkpoints": JOBDIR,
+    "decathlon.methods": CHECKPOINTS,
+    "decathlon.engine": METHODS,
+    "decathlon.inference": CHECKPOINTS,
+    "decathlon.benchmark": ENGINE | {"decathlon.inference"},
+    "decathlon.scoring": DATA | {"baselines"},
+    "decathlon.report": DATA | {"decathlon.jobdir", "decathlon.scoring", "baselines"},
 }
+MAX_LINES = 300
 
 
 def _tracked_files() -> list:
@@ -80,3 +95,9 @@ def test_nothing_imports_upward(package):
             if target is not None and target != layer and target not in ALLOWED[layer]:
                 violations.append(f"{module} imports {imported}")
     assert not violations
+
+
+def test_every_source_file_is_readable_in_one_sitting():
+    long = [f"{path.relative_to(ROOT)} ({n} lines)" for path in _tracked_files() if path.suffix == ".py"
+            and (n := len(path.read_text().splitlines())) > MAX_LINES]
+    assert not long

@@ -1,7 +1,7 @@
 """A deterministic synthetic mini-decathlon in the benchmark's official on-disk format.
 
 `generate(root)` writes all ten domains exactly as the devkit and data tars unpack
-(REFERENCE.md, section 1), so that the real preparation code runs on it unchanged:
+(docs/reference.md, section 1), so that the real preparation code runs on it unchanged:
 
     root/decathlon-1.0/annotations/<domain>_{train,val,test_stripped}.json   (COCO style)
     root/decathlon-1.0/data/<domain>/<split>/NNNNNN.jpg

@@ -7,8 +7,8 @@ process. Small Decathlon domains (a few thousand images) gain little from DDP, w
 per-step synchronisation costs more there than it saves, while independent jobs scale
 perfectly and keep each job's result identical to a single-process run.
 
-Several jobs per device. One small job cannot keep a GPU busy (a measured H200 gave 16.5k
-img/s to one training process and 30.1k to four sharing it), so each rank runs
+Several jobs per device. One small job cannot keep a GPU busy (results/bench/README.md
+has the measured figures), so each rank runs
 `jobs_per_device` jobs at once, each in its own spawned process taking the next job of
 the rank's list. Each job stays a function of its spec and seed, so the results are those
 of `jobs_per_device=1`; on a CPU they are equal bit for bit when every job gets the same
@@ -26,19 +26,19 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from decathlon.benchmark.hparams import pretrain_hparams
+from decathlon.benchmark.hparams_registry import pretrain_hparams
 from decathlon.benchmark.plan import (BenchmarkConfig, check_data, check_overrides, default_out, job_extra,
                                       plan_jobs, pretrain_folder, pretrain_overrides)
 from decathlon.data.domains import SOURCE_DOMAIN
 from decathlon.engine import distributed
-from decathlon.engine.assemble import assemble_spottune, model_info
-from decathlon.engine.checkpoint import load_backbone, save_atomic
-from decathlon.engine.pretrain import BACKBONE_FILE, evaluate_backbone, pretrain
+from decathlon.inference.assemble import assemble_spottune, model_info
+from decathlon.checkpoints.ours import load_backbone, save_atomic
+from decathlon.engine.pretraining import evaluate_backbone, pretrain
+from decathlon.jobdir import BACKBONE_FILE, MODEL_FILE, is_done
 from decathlon.engine.trainer import run_job
 from decathlon.files import folder_lock
 from decathlon.methods import get_method
 from decathlon.methods.spottune import SpotTune
-from decathlon.models import MODEL_FILE
 
 LARGE_GPU_GIB = 40   # a GPU with this much memory or more takes DEFAULT_LARGE_GPU_JOBS jobs at once
 DEFAULT_LARGE_GPU_JOBS = 4
@@ -62,7 +62,7 @@ def run_benchmark(config: BenchmarkConfig) -> list:
     # The first process holds the run folder: a second run into it is refused, naming this one.
     with folder_lock(config.out, "run folder") if ctx.is_main else contextlib.nullcontext():
         jobs = plan_jobs(config, _backbone(config, manifest, ctx))
-        pending = [spec for spec in jobs[ctx.rank::ctx.world_size] if not (Path(spec.out) / "done").is_file()]
+        pending = [spec for spec in jobs[ctx.rank::ctx.world_size] if not is_done(spec.out)]
         per_device = config.jobs_per_device or default_jobs_per_device(ctx.device)
         threads = config.threads_per_job or max(1, torch.get_num_threads() // per_device)
         desc = f"jobs (rank {ctx.rank})" if ctx.distributed else "jobs"
@@ -83,7 +83,7 @@ def export_models(jobs: list, folder: Path) -> list:
             groups.setdefault((spec.method, spec.seed), []).append(Path(spec.out))
     for (method, seed), folders in groups.items():
         path = folder / f"{method}-seed{seed}" / MODEL_FILE
-        if path.is_file() or not all((job / "done").is_file() for job in folders):
+        if path.is_file() or not all(is_done(job) for job in folders):
             continue
         save_atomic(assemble_spottune(folders).checkpoint(**model_info(folders)), path)
         written.append(path)
@@ -105,11 +105,11 @@ def _backbone(config: BenchmarkConfig, manifest: dict, ctx) -> Path:
             if ctx.is_main:
                 print(f"{config.backbone}: its classifier does not have the prepared {SOURCE_DOMAIN}'s {classes} "
                       f"classes; the ImNet column stays empty")
-        elif not (folder / "done").is_file():
+        elif not is_done(folder):
             evaluate_backbone(config.data, folder, config.backbone, hp, extra, config.device, config.progress)
         return Path(config.backbone)
     folder = pretrain_folder(config)
-    if not (folder / "done").is_file():
+    if not is_done(folder):
         if ctx.is_main:
             print(f"pretraining the backbone on {SOURCE_DOMAIN} -> {folder}")
         pretrain(config.data, folder, hp, extra, 0, config.device, config.compile, config.progress, resume=True,

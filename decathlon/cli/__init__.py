@@ -2,15 +2,16 @@
 
 Each command lives in `decathlon/cli/<name>.py` (a `-` in its name is `_` in the file's),
 whose docstring's first line is its help and which exposes `add_arguments(parser)` and
-`run(args) -> exit code`. Adding a command is one name in COMMANDS; its module is
-imported when the parser is built, so heavy imports (torch) belong inside its `run`.
+`run(args) -> exit code`, and optionally `check_arguments(args, parser)` for what argparse
+cannot check itself. Adding a command is one name in COMMANDS; its module is imported when
+the parser is built.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 
-COMMANDS = ("download", "prepare", "verify", "pretrain", "train", "collect", "score", "assemble", "predict",
+COMMANDS = ("download", "prepare", "verify", "run", "pretrain", "train", "collect", "score", "assemble", "predict",
             "import-backbone", "import-spottune")
 
 
@@ -23,10 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=summary, description=module.__doc__,
                                       formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(command)
-        command.set_defaults(run=module.run)
+        command.set_defaults(run=module.run, check=getattr(module, "check_arguments", None), command_parser=command)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.check is not None:   # what argparse cannot check itself, reported as a usage error
+        args.check(args, args.command_parser)
     return args.run(args)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from decathlon.cli.train import run_guarded
+from decathlon.cli.common import run_guarded
 
 
 def add_arguments(parser) -> None:
@@ -24,8 +24,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from decathlon.engine.assemble import assemble_spottune, model_info
-    from decathlon.engine.checkpoint import save_atomic
+    from decathlon.inference.assemble import assemble_spottune, model_info
+    from decathlon.checkpoints.ours import save_atomic
     from decathlon.files import ensure_file_target
 
     def job():

@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from decathlon.files import OutputError, ensure_dir
-    from decathlon.report.collect import CollectError
+    from decathlon.report.collection import CollectError
     from decathlon.report.write import report
 
     try:

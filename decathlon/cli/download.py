@@ -2,7 +2,6 @@
 
 The same as `python -m data_prep download` and `make download`. ImageNet's terms apply to its tar.
 """
-from data_prep.commands import add_download_arguments as add_arguments
-from data_prep.commands import run_download as run
+from data_prep.commands import add_download_arguments as add_arguments, run_download as run
 
 __all__ = ["add_arguments", "run"]

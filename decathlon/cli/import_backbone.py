@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from decathlon.cli.train import run_guarded
+from decathlon.cli.common import run_guarded
 
 
 def add_arguments(parser) -> None:
@@ -21,7 +21,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from decathlon.engine.import_public import import_backbone
+    from decathlon.checkpoints.importers import import_backbone
     from decathlon.files import ensure_file_target
 
     def job():

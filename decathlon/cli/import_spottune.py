@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from decathlon.cli.train import run_guarded
+from decathlon.cli.common import run_guarded
 from decathlon.data.domains import TARGET_DOMAINS
 
 
@@ -27,7 +27,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from decathlon.engine.import_public import import_spottune
+    from decathlon.checkpoints.importers import import_spottune
 
     def job():
         _check_out(args.out)

@@ -39,9 +39,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from decathlon.data.manifest import ManifestError, read_manifest
     from decathlon.engine.distributed import resolve_device
-    from decathlon.engine.predict import load_model, predict_model
+    from decathlon.inference.predict import load_model, predict_model
     from decathlon.files import ensure_file_target
-    from decathlon.scoring.s_score import read_baseline_errors, s_score
+    from decathlon.scoring.score import read_baseline_errors, s_score
     from decathlon.scoring.submission import ResultsError, official_test_ids, validate_results, write_results
 
     try:

@@ -5,7 +5,7 @@ job's record and checkpoint beside it, so an interrupted pretraining resumes).
 """
 from __future__ import annotations
 
-from decathlon.cli.train import add_common_arguments, execution_options, overrides_from, run_guarded
+from decathlon.cli.common import add_common_arguments, execution_options, overrides_from, run_guarded
 
 
 def add_arguments(parser) -> None:
@@ -13,9 +13,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from decathlon.benchmark.hparams import pretrain_hparams
+    from decathlon.benchmark.hparams_registry import pretrain_hparams
     from decathlon.benchmark.plan import job_extra
-    from decathlon.engine.pretrain import pretrain
+    from decathlon.engine.pretraining import pretrain
 
     def job():
         overrides = overrides_from(args)

@@ -18,7 +18,7 @@ from pathlib import Path
 from decathlon.data.annotations import AnnotationError
 from decathlon.data.domains import SPLITS, get_domain
 from decathlon.resources import labels_test_zip
-from decathlon.scoring.s_score import read_baseline_errors
+from decathlon.scoring.score import read_baseline_errors
 from decathlon.scoring.submission import Evaluation, ResultsError, evaluate, validate_results
 
 PROG = "decathlon score"

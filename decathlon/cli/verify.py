@@ -3,7 +3,6 @@
 Exit 0 when everything matches, 1 listing every problem, 2 when the manifest is unusable.
 The same as `python -m data_prep verify` and `make verify-data`.
 """
-from data_prep.commands import add_verify_arguments as add_arguments
-from data_prep.commands import run_verify as run
+from data_prep.commands import add_verify_arguments as add_arguments, run_verify as run
 
 __all__ = ["add_arguments", "run"]

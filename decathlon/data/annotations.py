@@ -2,7 +2,7 @@
 
 pycocotools builds the index (the authors' code reads these files with it), but it
 silently keeps the last of duplicate ids and accepts any category id, so every entry is
-checked against the benchmark's id scheme (REFERENCE.md, section 1) first. Errors name
+checked against the benchmark's id scheme (docs/reference.md, section 1) first. Errors name
 the file, the entry and the field, and say what was expected.
 """
 from __future__ import annotations

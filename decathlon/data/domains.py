@@ -1,6 +1,6 @@
 """The ten Decathlon domains as data: ids, sizes, normalisation, image geometry.
 
-Everything here is a fact of the benchmark (see REFERENCE.md, section 1) and is the
+Everything here is a fact of the benchmark (see docs/reference.md, section 1) and is the
 single place the rest of the code looks them up. Splits are declared as data next to
 their official sizes, VTAB style, so a test can check a prepared copy against them.
 """

@@ -45,7 +45,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from decathlon.files import write_bytes_atomic
 
 FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
@@ -57,12 +56,6 @@ class ManifestError(ValueError):
 
 class ManifestVersionError(ManifestError):
     """A manifest of another format version: its shards must be prepared again."""
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to a temporary file in the same folder, then rename over `path`; a NaN or
-    infinity is refused (ValueError): JSON has no such tokens, and readers would choke on them."""
-    write_bytes_atomic(path, json.dumps(obj, indent=1, allow_nan=False))
 
 
 def load_manifest_json(root: Path) -> dict:

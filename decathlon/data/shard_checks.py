@@ -16,7 +16,6 @@ next time. A data folder that cannot be written is simply not cached.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -26,17 +25,9 @@ import numpy as np
 from decathlon.data.domains import ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, SPLIT_INDEX, get_domain
 from decathlon.data.manifest import MANIFEST_NAME, split_entry
 from decathlon.data.shard_files import PREPARE_HINT, ShardError
-from decathlon.files import write_bytes_atomic
+from decathlon.files import sha256_file, write_bytes_atomic
 
 VERIFIED_FILE = ".verified.json"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _first(mask: np.ndarray, what: str, values: np.ndarray, name: str) -> list:

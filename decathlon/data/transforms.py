@@ -10,7 +10,7 @@ whole batch's crops; one fused multiply-add converts to float and normalises. Ra
 comes only from an explicit torch.Generator, so the same generator state gives the same
 crops whatever the batch's pixels are or where they live.
 
-Two protocols (REFERENCE.md, section 3), chosen by name; every crop is cut from the WHOLE
+Two protocols (docs/reference.md, section 3), chosen by name; every crop is cut from the WHOLE
 image, centre crops at torchvision's CenterCrop offsets (rounded as `crop_rounding` says,
 see `centre_offsets`), random crops uniform over every position inside the image, as
 torchvision's RandomCrop:

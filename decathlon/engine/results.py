@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from decathlon.data.manifest import write_json_atomic
+from decathlon.files import write_json_atomic
 from decathlon.engine import distributed
-from decathlon.engine.checkpoint import save_atomic
-from decathlon.engine.evaluate import evaluate
+from decathlon.checkpoints.ours import save_atomic
+from decathlon.engine.evaluation import evaluate
 from decathlon.engine.job_checks import finite_or_null
+from decathlon.jobdir import FINAL_FILE, mark_done, predictions_file
 from decathlon.models import resnet26
 
 FINAL_FORMAT = 2
@@ -33,13 +34,6 @@ def final_splits(spec, manifest: dict, domain: str) -> list:
     if "test" in manifest["domains"][domain]["splits"]:
         splits.append("test")
     return splits
-
-
-def predictions_file(split: str, policy: str | None, reported: bool, domain: str | None = None) -> str:
-    """predictions_[<domain>_]<split>.npz for the reported policy, ...<split>-eval-<policy>.npz
-    for another (the domain named in multi-domain jobs only)."""
-    prefix = f"predictions_{domain}_" if domain else "predictions_"
-    return f"{prefix}{split}.npz" if reported else f"{prefix}{split}-eval-{policy}.npz"
 
 
 def backbone_record(path, checkpoint: dict | None) -> dict | None:
@@ -85,7 +79,7 @@ def finish(spec, method, eval_loaders: dict, scores: dict, ctx, manifest: dict, 
     if ctx.is_main:
         for name, content in method.exports().items():
             save_atomic(content, out / name)
-        write_json_atomic(out / "final.json", finite_or_null(final))
-        (out / "done").write_text("")
+        write_json_atomic(out / FINAL_FILE, finite_or_null(final))
+        mark_done(out)
     distributed.barrier(ctx)
     return final

@@ -1,8 +1,8 @@
 """The training step as the engine runs it: eagerly, or captured whole in a CUDA graph.
 
 At the Decathlon's 64-72 px a ResNet-26 step is bound by kernel launches and host work,
-not by the GPU (an H200 ran 15k img/s eagerly at batch 256, 27k when the same step was
-one CUDA graph). On CUDA the engine therefore captures `method.update` (forward,
+not by the GPU (a CUDA graph of the same step runs it much faster: results/bench/README.md).
+On CUDA the engine therefore captures `method.update` (forward,
 backward, optimizer step) in a `torch.cuda.CUDAGraph` with static input buffers and
 replays it every step, as PyTorch's whole-network capture recipe does:
 

@@ -24,7 +24,6 @@ naming the process that holds it.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,14 +35,15 @@ from decathlon.data.loader import ShardLoader
 from decathlon.data.manifest import read_manifest, split_entry
 from decathlon.data.shard_checks import verify_split_shards
 from decathlon.engine import distributed
-from decathlon.engine.checkpoint import CheckpointError, check_resumable, load_backbone, load_checkpoint, save_atomic
-from decathlon.engine.evaluate import evaluate
+from decathlon.checkpoints.ours import CheckpointError, check_resumable, load_backbone, load_checkpoint, save_atomic
+from decathlon.engine.evaluation import evaluate
 from decathlon.engine.interleave import InterleavedLoader
 from decathlon.engine.job_checks import (check_finite, check_seed, check_training_length, data_identity,
                                          finite_or_null)
 from decathlon.engine.results import final_splits, finish
 from decathlon.engine.step import LossMeter, configure_precision, make_step
 from decathlon.files import folder_lock
+from decathlon.jobdir import CHECKPOINT_FILE, append_record, truncate_records
 from decathlon.methods import get_method
 
 PROTOCOLS = {"train": ("train",), "trainval": ("train", "val")}
@@ -172,7 +172,8 @@ def run_job(spec: JobSpec, method_cls: type | None = None, evaluate_only: bool =
 
 
 def _run_locked(spec: JobSpec, method_cls: type, manifest: dict, ctx, identity: dict) -> dict:
-    """The job, once checked and its folder locked."""
+    """The job, once checked and its folder locked: resume, then per epoch train, step the
+    schedule, evaluate on val, write the record and the checkpoint; then finish."""
     if ctx.device.type == "cuda":   # the public codes set it; off: cuDNN's heuristic choice of algorithms
         torch.backends.cudnn.benchmark = spec.cudnn_benchmark
     out, hp = Path(spec.out), spec.hparams
@@ -185,65 +186,94 @@ def _run_locked(spec: JobSpec, method_cls: type, manifest: dict, ctx, identity: 
     # Each epoch is scored on val only: never on test (the protocol trap of picking by
     # test accuracy), and not at all under trainval, whose val is training data.
     monitored = {key: loader for key, loader in eval_loaders.items() if key[1] == "val"}
+    start_epoch = _resume(spec, method, scheduler, identity, ctx)
+    step = make_step(method, ctx.device, _use_graphs(spec, ctx), hp["batch_size"])
+    scores = {}
+    for epoch in range(start_epoch, hp["epochs"]):
+        losses, seconds, trained_until = train_one_epoch(method, step, train_loader, epoch, spec, ctx)
+        scheduler.step()
+        scores, eval_seconds = evaluate_monitored(method, monitored, ctx)
+        if ctx.is_main:
+            append_record(out, finite_or_null({
+                "epoch": epoch + 1, **_loss_fields(losses), "lr": method.optimizer.param_groups[0]["lr"],
+                "seconds": seconds, "train_images_per_s": epoch_images / max(seconds, 1e-9),
+                "eval_seconds": eval_seconds, "trained_until": trained_until, "step": step.kind,
+                **_monitored(scores)}))
+            _save_checkpoint(out / CHECKPOINT_FILE, identity, epoch, method, scheduler)
+        distributed.barrier(ctx)
+    return finish(spec, method, eval_loaders, scores, ctx, manifest, backbone, _execution(spec, ctx, step))
 
-    start_epoch, ckpt_path = 0, out / "checkpoint.pt"
-    if ckpt_path.is_file() and not spec.resume:
-        raise CheckpointError(f"{ckpt_path}: this job already has a checkpoint; pass --resume to continue "
+
+def _resume(spec: JobSpec, method, scheduler, identity: dict, ctx) -> int:
+    """The first epoch to train: 0, or the one after the checkpoint's when resuming (the
+    checkpoint must be this job's); record lines past it are dropped."""
+    out = Path(spec.out)
+    path, start_epoch = out / CHECKPOINT_FILE, 0
+    if path.is_file() and not spec.resume:
+        raise CheckpointError(f"{path}: this job already has a checkpoint; pass --resume to continue "
                               f"it or choose another output folder")
-    if ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path, "job")
-        check_resumable(ckpt, ckpt_path, identity)
+    if path.is_file():
+        ckpt = load_checkpoint(path, "job")
+        check_resumable(ckpt, path, identity)
         method.load_state_dict(ckpt["method"])
         method.optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         _set_rng_state(ckpt["rng"])
         start_epoch = ckpt["epoch"] + 1
     out.mkdir(parents=True, exist_ok=True)
-    record_path = out / "record.jsonl"
     if ctx.is_main:
-        _truncate_record(record_path, start_epoch)
+        truncate_records(out, start_epoch)
+    return start_epoch
 
-    graphs = spec.cuda_graphs
-    if graphs is None:
-        graphs = ctx.device.type == "cuda" and not ctx.distributed and not spec.compile
-    step = make_step(method, ctx.device, graphs, hp["batch_size"])
-    policy = method.eval_policies()[0]
-    scores = {}
-    for epoch in range(start_epoch, hp["epochs"]):
-        train_loader.set_epoch(epoch)
-        began, meter = time.perf_counter(), LossMeter()
-        bar = tqdm(train_loader, desc=f"{spec.method}/{spec.domain} epoch {epoch + 1}/{hp['epochs']}",
-                   leave=False, disable=not (spec.progress and ctx.is_main))
-        for batch in bar:   # (images, labels, ids), or a joint step's (domain, images, labels, ...)
-            meter.add(step(*batch) if method_cls.multi_domain else step(batch[0], batch[1]))
-            if spec.progress and ctx.is_main and meter.steps % PROGRESS_EVERY == 0:
-                bar.set_postfix(loss=f"{meter.means()['loss']:.3f}")
-        losses = meter.means()   # waits for the device: the epoch's work is done after this
-        check_finite(losses, epoch + 1, out)
-        seconds, trained_until = time.perf_counter() - began, time.time()   # wall clock: other jobs' records
-        scheduler.step()
-        evaluated = time.perf_counter()
-        scores = {key: evaluate(method.domain_view(key[0]), loader, ctx, policy, hp.get("sample_draws", 1),
-                                hp.get("sample_seed", 0)) for key, loader in monitored.items()}
-        line = {"epoch": epoch + 1, "train_loss": losses.get("loss"),
-                **{f"train_{k}": v for k, v in losses.items() if k != "loss"},
-                "lr": method.optimizer.param_groups[0]["lr"], "seconds": seconds,
-                "train_images_per_s": epoch_images / max(seconds, 1e-9),
-                "eval_seconds": time.perf_counter() - evaluated, "trained_until": trained_until, "step": step.kind,
-                **_monitored(scores)}
-        if ctx.is_main:
-            with open(record_path, "a") as f:
-                f.write(json.dumps(finite_or_null(line), allow_nan=False) + "\n")
-            save_atomic({"format": 1, "kind": "job", "identity": identity, "epoch": epoch,
-                         "method": method.state_dict(), "optimizer": method.optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "rng": _rng_state()}, ckpt_path)
-        distributed.barrier(ctx)
 
+def train_one_epoch(method, step, loader, epoch: int, spec: JobSpec, ctx) -> tuple:
+    """One pass over the training loader: (mean losses, seconds, wall-clock end). The losses
+    stay on the device and are read once, at the end (the progress bar reads them every
+    PROGRESS_EVERY steps); a non-finite one stops the job."""
+    loader.set_epoch(epoch)
+    began, meter, shown = time.perf_counter(), LossMeter(), spec.progress and ctx.is_main
+    bar = tqdm(loader, desc=f"{spec.method}/{spec.domain} epoch {epoch + 1}/{spec.hparams['epochs']}",
+               leave=False, disable=not shown)
+    for batch in bar:   # (images, labels, ids), or a joint step's (domain, images, labels, ...)
+        meter.add(step(*batch) if method.multi_domain else step(batch[0], batch[1]))
+        if shown and meter.steps % PROGRESS_EVERY == 0:
+            bar.set_postfix(loss=f"{meter.means()['loss']:.3f}")
+    losses = meter.means()   # waits for the device: the epoch's work is done after this
+    check_finite(losses, epoch + 1, Path(spec.out))
+    return losses, time.perf_counter() - began, time.time()   # wall clock: other jobs' records
+
+
+def evaluate_monitored(method, monitored: dict, ctx) -> tuple:
+    """({(domain, split): result} with the reported test-time policy, seconds taken)."""
+    hp, began = method.hparams, time.perf_counter()
+    scores = {key: evaluate(method.domain_view(key[0]), loader, ctx, method.eval_policies()[0],
+                            hp.get("sample_draws", 1), hp.get("sample_seed", 0)) for key, loader in monitored.items()}
+    return scores, time.perf_counter() - began
+
+
+def _save_checkpoint(path: Path, identity: dict, epoch: int, method, scheduler) -> None:
+    save_atomic({"format": 1, "kind": "job", "identity": identity, "epoch": epoch, "method": method.state_dict(),
+                 "optimizer": method.optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "rng": _rng_state()}, path)
+
+
+def _loss_fields(losses: dict) -> dict:
+    return {"train_loss": losses.get("loss"), **{f"train_{k}": v for k, v in losses.items() if k != "loss"}}
+
+
+def _use_graphs(spec: JobSpec, ctx) -> bool:
+    """CUDA graphs unless told: on CUDA, not under DDP or torch.compile."""
+    if spec.cuda_graphs is not None:
+        return spec.cuda_graphs
+    return ctx.device.type == "cuda" and not ctx.distributed and not spec.compile
+
+
+def _execution(spec: JobSpec, ctx, step) -> dict:
     execution = {"device": str(ctx.device), "world_size": ctx.world_size, "step": step.kind,
                  "torch": torch.__version__}
     if ctx.device.type == "cuda":
         execution.update(device_name=torch.cuda.get_device_name(ctx.device), cudnn_benchmark=spec.cudnn_benchmark)
-    return finish(spec, method, eval_loaders, scores, ctx, manifest, backbone, execution)
+    return execution
 
 
 def _monitored(scores: dict) -> dict:
@@ -257,10 +287,3 @@ def _monitored(scores: dict) -> dict:
     accuracies = {domain: r.accuracy for (domain, _), r in scores.items()}
     known = [a for a in accuracies.values() if a is not None]
     return {"val_accuracy": sum(known) / len(known) if known else None, "val_accuracy_by_domain": accuracies}
-
-
-def _truncate_record(path: Path, epochs_kept: int) -> None:
-    """Drop record lines of epochs past the checkpoint (a kill between record and checkpoint)."""
-    if path.is_file():
-        lines = path.read_text().splitlines()[:epochs_kept]
-        path.write_text("".join(line + "\n" for line in lines))

@@ -1,4 +1,4 @@
-"""Methods on one plain or adapted ResNet-26 per domain (REFERENCE.md, section 3)."""
+"""Methods on one plain or adapted ResNet-26 per domain (docs/reference.md, section 3)."""
 from __future__ import annotations
 
 from torch import nn

@@ -9,8 +9,8 @@ from torch import nn
 
 from decathlon.methods.base import Method, decay_groups, pretrained_backbone
 from decathlon.models import SpotTuneNet, budget_loss
+from decathlon.jobdir import DOMAIN_FILE
 
-DOMAIN_FILE = "spottune_domain.pt"   # what one domain ships beside the shared backbone
 
 
 class _OneDomain(nn.Module):

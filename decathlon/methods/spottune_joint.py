@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from decathlon.methods.base import Method, decay_groups, pretrained_backbone
-from decathlon.models import MODEL_FILE, SpotTuneNet
+from decathlon.models import SpotTuneNet
+from decathlon.jobdir import MODEL_FILE
 
 
 class _JointNet(nn.Module):

@@ -7,12 +7,11 @@ from decathlon.models.resnet import (ADAPTER_KINDS, BasicBlock, ConvBN, ResNet,
                                      conv3x3_weight_count, freeze_shared_convs, resnet26,
                                      split_shared_and_domain_parameters)
 from decathlon.models.domain_branch import DomainBranch, parameter_count
-from decathlon.models.model_file import MODEL_FILE
 from decathlon.models.spottune import FORWARD_MODES, POLICY_KINDS, SpotTuneNet
 
 __all__ = [
     "ADAPTER_KINDS", "BasicBlock", "ConvBN", "DECISION_MODES", "DomainBranch",
-    "FORWARD_MODES", "GUMBEL_TEMPERATURE", "GlobalPolicy", "MODEL_FILE", "POLICY_KINDS",
+    "FORWARD_MODES", "GUMBEL_TEMPERATURE", "GlobalPolicy", "POLICY_KINDS",
     "PolicyHead", "PolicyNet", "ResNet", "SeriesAdapter", "SpotTuneNet", "ZeroPadShortcut",
     "adapter_weight_count", "budget_loss", "conv3x3_weight_count", "decide",
     "freeze_shared_convs", "parameter_count", "policy_trunk", "resnet26",

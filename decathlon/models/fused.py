@@ -15,12 +15,9 @@ arithmetic, kept as ``SpotTuneNet(fused=False)``, runs them as two blocks and mi
   autograd function (``_MixedTail``) whose backward makes 14 passes over a C-channel
   tensor where autograd's makes about 22.
 
-A measured alternative, the whole block as one 2C-channel tensor (one BN over 2C
-channels, the second convolutions as one grouped convolution), was slower: on an H200
-(bf16, channels_last, batch 128, 64 channels per branch) the grouped convolution's
-input gradient took 0.17 ms against 0.11 ms for two plain ones, and the fine-tuned
-half's weight gradient from channel slices (copied out first) 0.11 ms against 0.065 ms;
-on a CPU (width 0.25) the non-downsampling blocks were slower than two separate blocks.
+The alternative of the whole block as one 2C-channel tensor (one BN over 2C channels, the
+second convolutions as one grouped convolution) measured slower on a GPU and a CPU
+(results/bench/README.md).
 
 Everything is graph-safe (no host synchronisation, no data-dependent shape), so a
 training step can be captured in a CUDA graph. Under autocast the convolutions run in

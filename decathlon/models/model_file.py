@@ -14,7 +14,6 @@ import torch
 
 from decathlon.models.resnet import ResNet
 
-MODEL_FILE = "spottune_multidomain.pt"
 MODEL_FILE_KIND = "spottune_multidomain"
 
 

@@ -90,7 +90,7 @@ def budget_loss(decisions: torch.Tensor, budget: float, budget_weight: float = 1
     ``budget_weight * (sum_l v_l - budget) ** 2 + entropy_weight * sum_l H(v_l)``, where
     v_l is the fraction of the batch taking the fine-tuned path of block l and H the
     binary entropy, which pushes each block towards always or never being fine-tuned.
-    This is the form recalled in REFERENCE.md section 3; check the paper for weights.
+    This is the form recalled in docs/reference.md, section 3; check the paper for weights.
     Gradients reach the policy through the straight-through decisions.
     """
     usage = decisions.mean(0)

@@ -1,4 +1,4 @@
-"""The Decathlon's ResNet-26 and its residual adapters (REFERENCE.md, section 3).
+"""The Decathlon's ResNet-26 and its residual adapters (docs/reference.md, section 3).
 
 Layout, shared by every method in the project so they can freeze or duplicate parts:
 ``stem`` (a ConvBN: 3x3 conv, BN, no ReLU), ``blocks`` (an indexable ModuleList of the

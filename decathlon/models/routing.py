@@ -11,12 +11,11 @@ import torch
 import torch.nn.functional as F
 
 # Smallest batch for which routed evaluation is chosen by default, per device type (None:
-# never). CPU: routed wins at every batch size measured (it skips convolutions, and a CPU
-# is compute-bound: 0.58x of dense at a 50% policy). CUDA: measured on an H200 (bf16,
-# channels_last, policy network included), routed is 0.96x / 0.92x of dense at batch
-# 128 / 256 with a fixed half-tuned decision matrix, and 4x SLOWER than dense (64 against
-# 16 ms at batch 512) with sampled decisions, whose every block mixes the two branches:
-# the gathers and half-size convolutions are launch-bound. So CUDA evaluates dense.
+# never). On a CPU routed wins at every batch size (it skips convolutions, and a CPU is
+# compute-bound); on CUDA it barely wins with a fixed half-tuned policy and loses badly
+# with sampled decisions, whose every block mixes the two branches: the gathers and
+# half-size convolutions are launch-bound. So CUDA evaluates dense (the figures:
+# results/bench/README.md).
 ROUTED_MIN_BATCH = {"cpu": 1, "cuda": None}
 
 
@@ -32,8 +31,7 @@ def routing_pays(x: torch.Tensor) -> bool:
 # routed forward is bound by the host's launches: module calls and BN calls are about a
 # quarter of its host time (measured on a CPU with tiny tensors), while folding all the
 # BN layers takes a few foreach launches and one multiply per convolution. On a CPU it
-# saves the BN passes: 0.60x of dense against 0.64x with modules (width 0.25, batch 64,
-# policy included, bench_models in one run). Folding changes the arithmetic by about
+# saves the BN passes (bench_models measures both, results/bench/README.md). Folding changes the arithmetic by about
 # 1e-6 of the logits' scale (routed and dense agree to that, not to the last bit);
 # ``fold_routed=False`` runs the modules, as the dense forward does.
 FOLDED_DEVICES = {"cuda", "cpu"}

@@ -10,7 +10,7 @@ at width 1, stored with the domain like every other BN of SpotTune) the convolut
 shared and each domain normalises with its own statistics, so running the trunk on the
 concatenated batches of several domains gives each domain exactly what a separate pass
 would: the per-domain parts of a joint step get the gradients of separate passes.
-`trunk_bn="shared"` keeps one set (the ablation the README reports).
+`trunk_bn="shared"` keeps one set (the ablation docs/joint.md reports).
 """
 from __future__ import annotations
 

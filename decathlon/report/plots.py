@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from decathlon.report.collect import Collection
+from decathlon.report.collection import Collection
 from decathlon.data.domains import PAPER_ORDER, get_domain
 from decathlon.report.leaderboard import Leaderboard, leaderboards
 from decathlon.report.submissions import slug

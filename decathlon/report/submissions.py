@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from decathlon.report.collect import Collection
+from decathlon.report.collection import Collection
 from decathlon.data.domains import PAPER_ORDER, SOURCE_DOMAIN
 from decathlon.report.predictions import PredictionsError, read_predictions
 from decathlon.scoring.submission import ResultsError, official_test_ids, validate_results, write_results

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from decathlon.report.collect import Collection
+from decathlon.report.collection import Collection
 from decathlon.files import write_bytes_atomic
 from decathlon.data.domains import PAPER_ORDER, get_domain
 from decathlon.report.leaderboard import SUMMARY_METRICS, Leaderboard, leaderboards

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from decathlon.report.collect import collect
+from decathlon.report.collection import collect
 from decathlon.report.plots import write_plots
 from decathlon.report.submissions import write_submissions
 from decathlon.report.tables import write_tables
@@ -19,7 +19,15 @@ def report(run_dirs: list, out: Path) -> None:
     print(f"{len(collection.jobs)} finished job(s), {len(collection.incomplete)} incomplete; wrote "
           f"{', '.join(p.name for p in tables)} and {len(plots)} plot(s) to {out}")
     for row in submissions.itertuples():
-        state = f"NOT WRITTEN: {row.problem}" if row.problem else \
-            ("complete, ready to upload" if row.complete else
-             f"partial ({row.domains} domain(s), {row.data} data; no predictions for {row.missing})")
-        print(f"  {row.file}: {row.entries:,} entries, {state}")
+        print(f"  {row.file}: {row.entries:,} entries, {submission_state(row)}")
+
+
+def submission_state(row) -> str:
+    """What one written submission is: complete, partial (naming the domains it lacks, if
+    any: a synthetic one is partial with every domain), or not written and why."""
+    if row.problem:
+        return f"NOT WRITTEN: {row.problem}"
+    if row.complete:
+        return "complete, ready to upload"
+    lacking = f"; no predictions for {row.missing}" if row.missing else ""
+    return f"partial ({row.domains} domain(s), {row.data} data{lacking})"

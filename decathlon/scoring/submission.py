@@ -23,7 +23,7 @@ from decathlon.files import write_bytes_atomic
 from decathlon.data.domains import (DOMAIN_NAMES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, PAPER_ORDER,
                                SPLIT_INDEX, Domain, get_domain)
 from decathlon.scoring.results_file import RESULTS_MEMBER, ResultsError, read_results
-from decathlon.scoring.s_score import SScore, s_score
+from decathlon.scoring.score import SScore, s_score
 
 FIELDS = ("image_id", "category_id")
 _DOMAIN_BY_INDEX = {get_domain(name).index: get_domain(name) for name in DOMAIN_NAMES}

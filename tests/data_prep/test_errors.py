@@ -9,8 +9,7 @@ import pytest
 
 from data_prep.__main__ import main
 from data_prep.errors import PrepareError
-from data_prep import prepare
-from data_prep import verify
+from data_prep import prepare, verify
 
 
 def _edit_annotations(devkit, name, edit):

@@ -8,9 +8,8 @@ import pytest
 
 from data_prep.__main__ import main
 from data_prep.errors import PrepareError
-from data_prep import prepare
+from data_prep import prepare, verify
 from data_prep.shards import ShardWriter
-from data_prep import verify
 
 
 def _prepare(devkit, out, domains="aircraft", **options):

@@ -5,11 +5,9 @@ import tarfile
 
 import pytest
 
-from data_prep import preparation as prepare_module
+from data_prep import preparation as prepare_module, prepare, verify
 from data_prep.errors import PrepareError
-from data_prep import prepare
 from data_prep.sources import Source, read_test_labels
-from data_prep import verify
 
 
 def _manifest(out):

@@ -16,15 +16,14 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from data_prep.synthetic import generator as synthetic
-from data_prep.synthetic import LABELS_ZIP, MARKER_FILE, generate, image_size, split_sizes
+from data_prep.synthetic import LABELS_ZIP, MARKER_FILE, generate, generator as synthetic, image_size, split_sizes
 from decathlon.data.annotations import parse_annotations
 from decathlon.data.domains import (ANNOTATION_FILES, DOMAIN_NAMES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR,
                                LABELLED_TEST_FILE, SPLIT_INDEX, SPLITS, get_domain)
 
 TINY = 0.01  # every split falls to its floor of a few images per class
 SMALL_DOMAINS = ("daimlerpedcls", "svhn")
-# The real data's geometry (REFERENCE.md, section 1): width range, height range, shorter sides.
+# The real data's geometry (docs/reference.md, section 1): width range, height range, shorter sides.
 GEOMETRY_RULES = {
     "aircraft": ((95, 168), (72, 73), {72, 73}),
     "cifar100": ((72, 72), (72, 72), {72}),

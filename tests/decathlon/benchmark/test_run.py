@@ -1,16 +1,9 @@
-"""The benchmark runner (run_decathlon.py) with a backbone made elsewhere instead of pretraining."""
+"""The benchmark runner (`decathlon run`) with a backbone made elsewhere instead of pretraining."""
 import json
-import sys
 from pathlib import Path
 
-from decathlon.engine.checkpoint import file_sha256
-
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
-try:
-    import run_decathlon
-finally:
-    sys.path.pop(0)
+from decathlon.cli.run import main as run_main
+from decathlon.files import sha256_file
 
 
 def test_a_given_backbone_replaces_pretraining_and_is_named_in_the_tables(tiny_decathlon, tiny_backbone,
@@ -20,35 +13,36 @@ def test_a_given_backbone_replaces_pretraining_and_is_named_in_the_tables(tiny_d
     base = ["--data", str(tiny_decathlon), "--methods", "finetune", "--domains", "dtd", "--no-progress",
             "--device", "cpu", "--hparam", "epochs=1", "--hparam", "batch_size=16"]
     out, results = tmp_path / "ours", tmp_path / "ours-results"
-    assert run_decathlon.main([*base, "--hparam", "width=0.125", "--backbone", str(tiny_backbone),
+    assert run_main([*base, "--hparam", "width=0.125", "--backbone", str(tiny_backbone),
                                "--out", str(out), "--results", str(results)]) == 0
-    sha = file_sha256(tiny_backbone)[:12]
+    sha = sha256_file(tiny_backbone)[:12]
     evaluation = json.loads(next((out / "pretrain").glob(f"*-backbone-{sha}-seed0/final.json")).read_text())
     assert evaluation["spec"]["hparams"]["epochs"] == 0 and evaluation["splits"]["test"]["accuracy"] is not None
     board = (results / "leaderboard.md").read_text()
     assert f"backbone ours, from backbone.pt (sha256 {sha})" in board and "ImNet is empty" not in board
 
     out, results = tmp_path / "public", tmp_path / "public-results"
-    assert run_decathlon.main([*base, "--hparam", "width=1", "--backbone", str(public_backbone.file),
+    assert run_main([*base, "--hparam", "width=1", "--backbone", str(public_backbone.file),
                                "--out", str(out), "--results", str(results)]) == 0
     assert "the ImNet column stays empty" in capsys.readouterr().out
     board = (results / "leaderboard.md").read_text()
-    assert f"backbone imported resnet26_pretrained.t7 (sha256 {file_sha256(public_backbone.file)[:12]})" in board
+    assert f"backbone imported resnet26_pretrained.t7 (sha256 {sha256_file(public_backbone.file)[:12]})" in board
     final = json.loads(next(out.glob("jobs/*/finetune/dtd/seed0/final.json")).read_text())
     assert final["backbone"]["kind"] == "imported"
-    assert run_decathlon.main([*base, "--backbone", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x")]) == 2
+    assert run_main([*base, "--backbone", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
 
 
 def test_joint_spottune_is_one_job_and_one_row_with_a_cell_per_domain(tiny_decathlon, tiny_backbone, tmp_path):
     """spottune_joint beside spottune: one job over both domains, tabulated as one method row,
     #par counting the shared trunk once; the per-domain SpotTune jobs exported as one model."""
-    from decathlon.models import MODEL_FILE, SpotTuneNet
-    from decathlon.report.collect import collect
+    from decathlon.models import SpotTuneNet
+    from decathlon.jobdir import MODEL_FILE
+    from decathlon.report.collection import collect
     from decathlon.report.leaderboard import leaderboards
 
     out, results = tmp_path / "run", tmp_path / "results"
-    assert run_decathlon.main(["--data", str(tiny_decathlon), "--methods", "spottune,spottune_joint", "--domains",
+    assert run_main(["--data", str(tiny_decathlon), "--methods", "spottune,spottune_joint", "--domains",
                                "dtd,svhn", "--no-progress", "--device", "cpu", "--hparam", "epochs=1",
                                "--hparam", "batch_size=16", "--hparam", "width=0.125", "--backbone",
                                str(tiny_backbone), "--out", str(out), "--results", str(results)]) == 0

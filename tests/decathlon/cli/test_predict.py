@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from decathlon.benchmark.hparams import hparams, joint_hparams
+from decathlon.benchmark.hparams_registry import hparams, joint_hparams
 from decathlon.cli import main
 from decathlon.engine.trainer import JobSpec, run_job
-from decathlon.models import MODEL_FILE
+from decathlon.jobdir import MODEL_FILE
 from decathlon.scoring.submission import read_results, validate_results
 
 
@@ -112,7 +112,7 @@ def test_bad_inputs_exit_2_with_one_line(joint_job, tiny_decathlon, tmp_path, ca
 
 def _tiny_model(path, classes):
     """A model file of one untrained dtd domain with `classes` classes, at a tiny width."""
-    from decathlon.engine.checkpoint import save_atomic
+    from decathlon.checkpoints.ours import save_atomic
     from decathlon.models import SpotTuneNet, resnet26
 
     net = SpotTuneNet(resnet26(12, 0.125), "per_domain")
@@ -165,7 +165,7 @@ def test_a_domain_with_another_number_of_classes_is_refused(tiny_decathlon, tmp_
 def test_predict_cuts_the_test_view_with_the_models_crop_rounding(recorded, used, tiny_decathlon, tmp_path,
                                                                   monkeypatch):
     """A paper-preset model (Python 2 rounding) is evaluated on the view it was trained for."""
-    from decathlon.engine import predict as predict_module
+    from decathlon.inference import predict as predict_module
     from decathlon.models import SpotTuneNet, resnet26
     from decathlon.data.manifest import read_manifest
 
@@ -181,8 +181,8 @@ def test_predict_cuts_the_test_view_with_the_models_crop_rounding(recorded, used
 
 
 def test_assembled_models_record_their_jobs_crop_rounding(tmp_path):
-    from decathlon.engine.assemble import model_info
-    from decathlon.engine.checkpoint import CheckpointError
+    from decathlon.inference.assemble import model_info
+    from decathlon.checkpoints.ours import CheckpointError
 
     def job(name, rounding):
         folder = tmp_path / name

@@ -106,7 +106,7 @@ def test_more_errors_a_user_can_fix_are_one_line(tiny_decathlon, tiny_backbone, 
                  "--no-progress", *_tiny_args(tiny_hparams)]) == 2
     assert f"--out {tmp_path / 'a-file'}: is a file" in capsys.readouterr().err
 
-    from decathlon.engine import checkpoint
+    from decathlon.checkpoints import ours as checkpoint
 
     def disk_full(obj, f):
         raise OSError(28, "No space left on device")

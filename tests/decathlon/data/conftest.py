@@ -8,7 +8,7 @@ import torch
 
 from decathlon.data.domains import get_domain
 from decathlon.data.loader import ShardLoader
-from decathlon.data.manifest import write_json_atomic
+from decathlon.files import write_json_atomic
 
 DOMAIN = "aircraft"
 SHARD_SIZES = (7, 5, 11)  # 23 images, shards of unequal size

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from decathlon.data.loader import ShardError, ShardLoader
-from decathlon.data.manifest import ManifestError, ManifestVersionError, write_json_atomic
+from decathlon.data.manifest import ManifestError, ManifestVersionError
+from decathlon.files import write_json_atomic
 
 
 def test_read_error_in_the_prefetch_thread_reaches_the_caller(make_loader, prepared):

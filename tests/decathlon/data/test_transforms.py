@@ -38,7 +38,7 @@ def position_image(height, width, index):
 
 
 def expected_hw(domain, protocol, train):
-    """The input sizes of REFERENCE.md section 3, written out independently of the code."""
+    """The input sizes of docs/reference.md, section 3, written out independently of the code."""
     if protocol == "spottune":
         if domain == "daimlerpedcls":
             return (144, 72)

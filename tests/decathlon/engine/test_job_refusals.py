@@ -5,11 +5,11 @@ import shutil
 import h5py
 import pytest
 
-from decathlon.benchmark.hparams import hparams, joint_hparams, pretrain_hparams
-from decathlon.data.manifest import write_json_atomic
+from decathlon.benchmark.hparams_registry import hparams, joint_hparams, pretrain_hparams
+from decathlon.files import write_json_atomic
 from decathlon.data.shard_files import ShardError
 from decathlon.engine import distributed
-from decathlon.engine.pretrain import pretrain
+from decathlon.engine.pretraining import pretrain
 from decathlon.engine.trainer import JobSpec, run_job
 
 
@@ -120,7 +120,7 @@ def test_a_shard_changed_after_preparation_is_refused_naming_it(data, tiny_backb
 
 
 def _rehash_in_manifest(data, file):
-    from decathlon.data.shard_checks import sha256_file
+    from decathlon.files import sha256_file
 
     manifest = json.loads((data / "manifest.json").read_text())
     domain, name = file.split("/")

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from decathlon.benchmark.hparams import hparams, joint_hparams
+from decathlon.benchmark.hparams_registry import hparams, joint_hparams
 from decathlon.engine import trainer
 from decathlon.engine.trainer import JobSpec, run_job
-from decathlon.models import MODEL_FILE, SpotTuneNet
+from decathlon.models import SpotTuneNet
+from decathlon.jobdir import MODEL_FILE
 
 
 def _joint(tiny_decathlon, tiny_backbone, tiny_hparams, out, domains, **changes):
@@ -62,7 +63,7 @@ def test_one_job_trains_every_domain_and_ships_one_model_file(tiny_decathlon, ti
 
 def test_a_killed_joint_job_resumes_to_the_same_weights(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path,
                                                         monkeypatch):
-    from decathlon.engine.checkpoint import load_checkpoint
+    from decathlon.checkpoints.ours import load_checkpoint
 
     run_job(_joint(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path / "whole", ["dtd", "svhn"]))
     real_save = trainer.save_atomic

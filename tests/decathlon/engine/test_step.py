@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from decathlon.benchmark.hparams import hparams
+from decathlon.benchmark.hparams_registry import hparams
 from decathlon.data.manifest import read_manifest
 from decathlon.engine import distributed
 from decathlon.engine.step import EagerStep, GraphedStep, LossMeter, configure_precision, make_step
@@ -131,7 +131,7 @@ def test_graph_replays_match_eager_steps_and_recapture_on_lr_change(name):
 def test_cuda_jobs_train_from_captured_graphs(method, tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
     """The engine on a GPU: resident data, the step replayed from CUDA graphs (one per
     domain for the joint job), bf16, records saying so."""
-    from decathlon.benchmark.hparams import hparams, joint_hparams
+    from decathlon.benchmark.hparams_registry import hparams, joint_hparams
     from decathlon.engine.trainer import JobSpec, run_job
 
     overrides = dict(tiny_hparams, epochs=2, precision="bf16")

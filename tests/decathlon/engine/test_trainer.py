@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from decathlon.engine import trainer
-from decathlon.engine.checkpoint import CheckpointError, file_sha256, load_backbone, load_checkpoint
+from decathlon.checkpoints.ours import CheckpointError, load_backbone, load_checkpoint
+from decathlon.files import sha256_file
 from decathlon.engine.trainer import JobSpec, run_job
-from decathlon.benchmark.hparams import hparams
+from decathlon.benchmark.hparams_registry import hparams
 from decathlon.methods import get_method
 
 
@@ -98,7 +99,7 @@ def test_missing_shards_and_missing_backbone_are_clear(tiny_decathlon, tiny_back
 
 
 def test_spottune_jobs_assemble_into_one_multi_domain_model(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
-    from decathlon.engine.assemble import assemble_spottune
+    from decathlon.inference.assemble import assemble_spottune
     from decathlon.data.loader import ShardLoader
 
     jobs = {}
@@ -141,9 +142,9 @@ def test_spottune_job_is_evaluated_with_both_test_time_policies(tiny_decathlon, 
     draws = sample["splits"]["val"]["draw_accuracies"]
     assert len(draws) == 2 and sample["splits"]["val"]["accuracy"] == pytest.approx(np.mean(draws))
     assert final["execution"]["step"] == "eager" and final["format"] == 2
-    assert final["backbone"] == {"file": str(tiny_backbone), "kind": "ours", "sha256": file_sha256(tiny_backbone)}
+    assert final["backbone"] == {"file": str(tiny_backbone), "kind": "ours", "sha256": sha256_file(tiny_backbone)}
 
-    from decathlon.engine.evaluate import evaluate
+    from decathlon.engine.evaluation import evaluate
     from decathlon.data.loader import ShardLoader
     from decathlon.engine import distributed
 

@@ -1,4 +1,4 @@
-"""ResNet-26 as REFERENCE.md section 3 describes it."""
+"""ResNet-26 as docs/reference.md, section 3 describes it."""
 import torch
 from torch import nn
 

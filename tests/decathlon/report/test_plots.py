@@ -1,7 +1,7 @@
 """Every figure of a collected run is written, non-empty and a readable PNG."""
 import matplotlib.image
 
-from decathlon.report.collect import collect
+from decathlon.report.collection import collect
 from decathlon.report.plots import write_plots
 
 

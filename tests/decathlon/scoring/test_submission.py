@@ -6,7 +6,7 @@ import pytest
 
 from decathlon.scoring import submission
 from decathlon.data.domains import PAPER_ORDER, TOTAL_TEST_IMAGES, get_domain
-from decathlon.scoring.s_score import s_score
+from decathlon.scoring.score import s_score
 from decathlon.scoring.submission import (ResultsError, evaluate, official_test_ids, read_results,
                                   results_entries, validate_results, write_results)
 

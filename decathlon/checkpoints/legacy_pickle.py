@@ -36,8 +36,8 @@ from pathlib import Path
 
 import torch
 
-from decathlon.engine.errors import CheckpointError
-from decathlon.engine.legacy_globals import (ALLOWED_GLOBALS, FileParameter, FileStorage, FileTensor,
+from decathlon.checkpoints.errors import CheckpointError
+from decathlon.checkpoints.legacy_globals import (ALLOWED_GLOBALS, FileParameter, FileStorage, FileTensor,
                                              PickledModule, RefusedContent, StorageType)
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C   # the first pickle of every legacy torch.save file

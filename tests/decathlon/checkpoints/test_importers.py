@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from decathlon.engine.assemble import assemble_spottune
-from decathlon.engine.checkpoint import CheckpointError, file_sha256, load_backbone
-from decathlon.engine.import_public import import_backbone, import_spottune
+from decathlon.inference.assemble import assemble_spottune
+from decathlon.checkpoints.ours import CheckpointError, load_backbone
+from decathlon.files import sha256_file
+from decathlon.checkpoints.importers import import_backbone, import_spottune
 from decathlon.models import SpotTuneNet, resnet26
 
 
@@ -28,12 +29,12 @@ def test_imported_backbone_reproduces_the_public_network(public, old_torch, publ
     source = old_torch.save({"net": saved, "acc": np.float64(60.32), "epoch": 59},
                             tmp_path / "resnet26_pretrained.t7", version)
     record = import_backbone(source, tmp_path / "out" / "backbone.pt")
-    assert record == {"kind": "imported", "name": "resnet26_pretrained.t7", "sha256": file_sha256(source),
+    assert record == {"kind": "imported", "name": "resnet26_pretrained.t7", "sha256": sha256_file(source),
                       "acc": 60.32, "epoch": 59}
     ckpt = load_backbone(tmp_path / "out" / "backbone.pt", 1.0)
     assert ckpt["arch"] == {"name": "resnet26", "width": 1.0} and ckpt["source"] == record
     assert ckpt["provenance"] == {"kind": "imported", "file": str(tmp_path / "out" / "backbone.pt"),
-                                  "sha256": file_sha256(tmp_path / "out" / "backbone.pt"), "source": record}
+                                  "sha256": sha256_file(tmp_path / "out" / "backbone.pt"), "source": record}
     torch.testing.assert_close(_our_outputs(ckpt["state"], public_backbone.x), public_backbone.logits,
                                rtol=0, atol=1e-5)
     tracked = ckpt["state"]["stem.bn.num_batches_tracked"]
@@ -56,7 +57,7 @@ def test_storages_named_by_their_cuda_type_are_read(public, old_torch, public_ba
 def test_the_public_file_is_taken_wherever_a_backbone_is(public_backbone, tmp_path):
     ckpt = load_backbone(public_backbone.file, 1.0)
     assert ckpt["provenance"] == {"kind": "imported", "file": str(public_backbone.file),
-                                  "sha256": file_sha256(public_backbone.file)}
+                                  "sha256": sha256_file(public_backbone.file)}
     torch.testing.assert_close(_our_outputs(ckpt["state"], public_backbone.x), public_backbone.logits,
                                rtol=0, atol=1e-5)
     with pytest.raises(CheckpointError, match="expected resnet26 at width 0.25"):
@@ -113,7 +114,7 @@ def test_imported_spottune_reproduces_the_public_forward(public_backbone, public
     file = files[wrapping]
     backbone = backbone if backbone_kind == "ours" else public_backbone.file
     record = import_spottune(file, "dtd", backbone, tmp_path / "job")
-    assert record["num_classes"] == 47 and record["source"]["sha256"] == file_sha256(file)
+    assert record["num_classes"] == 47 and record["source"]["sha256"] == sha256_file(file)
     assert json.loads((tmp_path / "job" / "imported.json").read_text()) == record
     state = torch.load(tmp_path / "job" / "spottune_domain.pt", weights_only=True)
     ours = SpotTuneNet(resnet26(1000), "per_domain")

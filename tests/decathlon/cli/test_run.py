@@ -1,4 +1,5 @@
-"""run_decathlon.py end to end on a tiny synthetic decathlon: kill, rerun, collect, torchrun."""
+"""`decathlon run` (= run_decathlon.py) end to end on a tiny synthetic decathlon: kill, rerun, collect,
+torchrun; and the same options through both doors."""
 import json
 import os
 import signal
@@ -9,9 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from decathlon.scoring.submission import validate_results
+from decathlon.cli import build_parser
+from decathlon.cli import main as decathlon_main
+from decathlon.cli.run import main as run_main
+from decathlon.cli.run import parse_args
+from decathlon.scoring import validate_results
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 TINY = ["--methods", "finetune,spottune", "--domains", "dtd,svhn", "--no-progress",
         "--hparam", "width=0.125", "--hparam", "epochs=3", "--hparam", "batch_size=16",
         "--hparam", "lr_milestones=[2]", "--device", "cpu"]
@@ -115,43 +120,47 @@ def test_two_jobs_per_device_give_the_results_of_one(tiny_decathlon, tmp_path):
 
 
 def test_bad_arguments_are_refused(capsys):
-    sys.path.insert(0, str(ROOT))
-    try:
-        import run_decathlon
-    finally:
-        sys.path.pop(0)
     for argv, message in ((["--methods", "mixup"], "unknown method 'mixup'"),
                           (["--domains", "imagenet12"], "imagenet12 is the source domain"),
                           (["--domains", "mnist"], "unknown domain 'mnist'"),
                           (["--seeds", "0"], "--seeds must be at least 1"),
                           (["--jobs-per-device", "0"], "--jobs-per-device must be at least 1")):
         with pytest.raises(SystemExit):
-            run_decathlon.parse_args(argv)
+            parse_args(argv)
         assert message in capsys.readouterr().err
-    assert run_decathlon.main(["--data", "/nonexistent", "--no-progress"]) == 2
+    assert run_main(["--data", "/nonexistent", "--no-progress"]) == 2
     assert "no manifest here" in capsys.readouterr().err
 
 
 def test_a_second_run_into_a_held_run_folder_and_unusable_outputs_are_refused(tiny_decathlon, tmp_path, capsys):
     from decathlon.files import folder_lock
 
-    sys.path.insert(0, str(ROOT))
-    try:
-        import run_decathlon
-    finally:
-        sys.path.pop(0)
     base = ["--data", str(tiny_decathlon), *TINY]
     out, a_file = tmp_path / "run", tmp_path / "a-file"
     a_file.write_text("")
     with folder_lock(out, "run folder"):
-        assert run_decathlon.main([*base, "--out", str(out)]) == 2
+        assert run_main([*base, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: run folder {out} is in use by pid ") and err.count("\n") == 1
     assert not (out / "pretrain").exists()
     for argv, message in ((["--out", str(a_file)], f"--out {a_file}: is a file, expected a folder"),
                           (["--out", str(tmp_path / "r"), "--results", str(a_file)],
                            f"--results {a_file}: is a file, expected a folder")):
-        assert run_decathlon.main([*base, *argv]) == 2
+        assert run_main([*base, *argv]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "r" / "pretrain").exists()   # --results is checked before any training
+
+
+def test_both_doors_take_the_same_options_and_check_them_the_same(capsys):
+    """`python run_decathlon.py` is a shim of `decathlon run`."""
+    def options(text):
+        return sorted(word for word in text.split() if word.startswith("--"))
+
+    shim = subprocess.run([sys.executable, str(ROOT / "run_decathlon.py"), "--help"], capture_output=True, text=True,
+                          check=True).stdout
+    command = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    assert options(shim) == options(command) and "--jobs-per-device" in options(shim)
+    with pytest.raises(SystemExit):
+        decathlon_main(["run", "--methods", "mixup"])
+    assert "unknown method 'mixup'" in capsys.readouterr().err

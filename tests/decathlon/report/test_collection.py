@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from decathlon.cli import main
-from decathlon.report.collect import CollectError, collect
+from decathlon.report.collection import CollectError, collect
 from decathlon.report.leaderboard import leaderboards
 from decathlon.report.submissions import write_submissions
 from decathlon.scoring.submission import validate_results
@@ -197,7 +197,7 @@ def test_one_training_gives_a_row_per_policy_and_overrides_are_shown(tmp_path, w
 
 
 def test_backbone_labels_say_where_the_backbone_came_from():
-    from decathlon.report.collect import backbone_label
+    from decathlon.report.collection import backbone_label
 
     assert backbone_label(None) == backbone_label({"kind": "pretrained by this run"}) == "pretrained by this run"
     assert backbone_label({"kind": "ours", "file": "runs/a/pretrain/x/backbone.pt", "sha256": "ab" * 32}) == \

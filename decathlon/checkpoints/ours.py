@@ -17,7 +17,6 @@ converted on the fly (`public_format`), and says where a backbone came from.
 """
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 import zipfile
@@ -26,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from decathlon.engine.errors import CheckpointError
-from decathlon.engine.public_format import public_backbone_state
-from decathlon.files import atomic_path
+from decathlon.checkpoints.errors import CheckpointError
+from decathlon.checkpoints.public import public_backbone_state
+from decathlon.files import atomic_path, sha256_file
 
 CHECKPOINT_FORMAT = 1
 # Exact types: subclasses such as numpy.float64 (a float) pickle as other globals.
@@ -99,18 +98,10 @@ def save_backbone(net: torch.nn.Module, width: float, path: Path, **info) -> Non
     save_atomic(backbone_checkpoint(net, width, **info), path)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def imported_source(path: Path, recorded: dict, sha256: str | None = None) -> dict:
     """The record of a public file a backbone was imported from: {'kind': 'imported',
     'name', 'sha256'} and what the file recorded ('acc', 'epoch')."""
-    return {"kind": "imported", "name": Path(path).name, "sha256": sha256 or file_sha256(path), **recorded}
+    return {"kind": "imported", "name": Path(path).name, "sha256": sha256 or sha256_file(path), **recorded}
 
 
 def _starts_as_zip(path: Path) -> bool:
@@ -130,7 +121,7 @@ def load_backbone(path: Path, width: float, run_dir: Path | None = None) -> dict
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    sha256 = file_sha256(path)
+    sha256 = sha256_file(path)
     if zipfile.is_zipfile(path):
         ckpt = load_checkpoint(path, "backbone")
     elif _starts_as_zip(path):

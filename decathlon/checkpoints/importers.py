@@ -17,15 +17,14 @@ import json
 from pathlib import Path
 
 from decathlon.data.domains import SOURCE_DOMAIN
-from decathlon.engine.checkpoint import (CheckpointError, imported_source, load_backbone, save_atomic,
+from decathlon.checkpoints.ours import (CheckpointError, imported_source, load_backbone, save_atomic,
                                          save_backbone)
-from decathlon.engine.public_format import BACKBONE_CLASSES, public_backbone_state, public_spottune_state
+from decathlon.checkpoints.public import BACKBONE_CLASSES, public_backbone_state, public_spottune_state
 from decathlon.files import write_bytes_atomic
-from decathlon.methods.spottune import DOMAIN_FILE
+from decathlon.jobdir import DOMAIN_FILE, FINAL_FILE, IMPORTED_JOB_FILE
 from decathlon.models import resnet26
 from decathlon.models.policy import GUMBEL_TEMPERATURE
 
-IMPORTED_JOB_FILE = "imported.json"
 IMPORTED_JOB_KIND = "imported_spottune"
 
 
@@ -45,7 +44,7 @@ def import_spottune(source, domain: str, backbone, out) -> dict:
     """Write the job folder `out` from SpotTune's checkpoint of `domain`, trained on
     `backbone` (our backbone.pt or the public .t7); returns the imported.json record."""
     out = Path(out)
-    if (out / "final.json").exists():
+    if (out / FINAL_FILE).exists():
         raise CheckpointError(f"{out}: a trained job's folder (it has final.json); import into another folder")
     ckpt = load_backbone(backbone, 1.0)
     state = public_spottune_state(source, domain, ckpt["state"])

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from decathlon.engine.checkpoint import CheckpointError, file_sha256, load_backbone
-from decathlon.engine.import_public import IMPORTED_JOB_FILE, IMPORTED_JOB_KIND
-from decathlon.methods.spottune import DOMAIN_FILE
+from decathlon.checkpoints.ours import CheckpointError, load_backbone
+from decathlon.files import sha256_file
+from decathlon.checkpoints.importers import IMPORTED_JOB_KIND
+from decathlon.jobdir import DOMAIN_FILE, FINAL_FILE, IMPORTED_JOB_FILE, read_final
 from decathlon.models import SpotTuneNet, resnet26
 
 
@@ -50,7 +51,7 @@ def _recorded_sha256(record_path: Path, provenance) -> str:
 def _job_settings(folder: Path) -> tuple[Path, str, dict, Path]:
     """(the record read, domain, settings that must agree across jobs, backbone path) of one
     job folder; the settings hold the backbone's recorded sha256."""
-    final_path, imported_path = folder / "final.json", folder / IMPORTED_JOB_FILE
+    final_path, imported_path = folder / FINAL_FILE, folder / IMPORTED_JOB_FILE
     if not (folder / DOMAIN_FILE).is_file() or not (final_path.is_file() or imported_path.is_file()):
         raise CheckpointError(f"{folder}: not a finished SpotTune job (no {DOMAIN_FILE}, or neither final.json "
                               f"nor {IMPORTED_JOB_FILE})")
@@ -75,7 +76,7 @@ def _load_checked_backbone(path: Path, settings: dict, record_path: Path) -> dic
     """The backbone checkpoint at `path`, refused unless it is the file the job was trained on."""
     if not path.is_file():
         raise CheckpointError(f"{path}: backbone not found (the one {record_path} was trained on)")
-    expected, found = settings["backbone sha256"], file_sha256(path)
+    expected, found = settings["backbone sha256"], sha256_file(path)
     if found != expected:
         raise CheckpointError(f"{path}: sha256 {found}, but {record_path} records that the job was trained on "
                               f"sha256 {expected}: the backbone file was replaced; put the original back")
@@ -88,8 +89,8 @@ def model_info(job_dirs) -> dict:
     SpotTune code's, which ran under Python 2)."""
     methods, views = set(), set()
     for folder in map(Path, job_dirs):
-        if (folder / "final.json").is_file():
-            spec = json.loads((folder / "final.json").read_text())["spec"]
+        if (folder / FINAL_FILE).is_file():
+            spec = read_final(folder)["spec"]
             methods.add(spec["method"])
             views.add((spec["hparams"]["augmentation"], spec["hparams"].get("crop_rounding", "half_even")))
         else:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from decathlon.engine import distributed
-from decathlon.engine.evaluate import evaluate
+from decathlon.engine.evaluation import evaluate
 
 
 class _PaddedLoader:

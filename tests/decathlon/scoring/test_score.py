@@ -1,9 +1,9 @@
-"""The score S on hand-computed cases and on the published table (REFERENCE.md, section 2)."""
+"""The score S on hand-computed cases and on the published table (docs/reference.md, section 2)."""
 import pytest
 
 from baselines import BASELINE_METHOD, published_accuracies, published_results
 from decathlon.data.domains import DOMAIN_NAMES, PAPER_ORDER
-from decathlon.scoring.s_score import CUSTOM_BASELINE, PUBLISHED_BASELINE, SScore, domain_points, s_score
+from decathlon.scoring.score import CUSTOM_BASELINE, PUBLISHED_BASELINE, SScore, domain_points, s_score
 
 FINETUNE = published_accuracies(BASELINE_METHOD)
 

@@ -10,9 +10,8 @@ from torchvision import transforms
 
 from data_prep.__main__ import main
 from data_prep.errors import PrepareError
-from data_prep import prepare
+from data_prep import prepare, verify
 from data_prep.shards import ShardWriter
-from data_prep import verify
 from decathlon.data.domains import SPLITS, get_domain
 from decathlon.data.manifest import ManifestVersionError
 

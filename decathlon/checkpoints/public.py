@@ -23,8 +23,8 @@ from __future__ import annotations
 import torch
 
 from decathlon.data.domains import DOMAINS
-from decathlon.engine.errors import CheckpointError
-from decathlon.engine.legacy_pickle import PickledModule, module_tensors, read_legacy_torch
+from decathlon.checkpoints.errors import CheckpointError
+from decathlon.checkpoints.legacy_pickle import PickledModule, module_tensors, read_legacy_torch
 from decathlon.models import SpotTuneNet, resnet26
 from decathlon.models.policy import GUMBEL_TEMPERATURE
 from decathlon.models.resnet import STAGE_WIDTHS, STEM_WIDTH

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from decathlon.cli import main
-from decathlon.report.collect import collect
-from decathlon.report.submissions import write_submissions
-from decathlon.scoring.submission import official_test_ids, validate_results
+from decathlon.report import collect, write_submissions
+from decathlon.scoring import official_test_ids, validate_results
 
 JOB = ("jobs", "cpu_demo-train", "finetune", "dtd", "seed0")
 
@@ -67,3 +66,14 @@ def test_a_real_submission_lacking_a_domain_is_named_partial(tmp_path, write_run
     assert not (tmp_path / "out" / "submissions" / "cpu_demo-train" / "results_finetune_seed0.json").exists()
     written = validate_results(tmp_path / "out" / row.name, official, require_full=True)
     assert len(written.image_ids) == sum(map(len, official.values()))
+
+
+def test_a_partial_submission_names_missing_domains_only_when_some_are():
+    from types import SimpleNamespace
+
+    from decathlon.report.write import submission_state
+
+    row = SimpleNamespace(problem="", complete=False, domains=10, data="SYNTHETIC", missing="")
+    assert submission_state(row) == "partial (10 domain(s), SYNTHETIC data)"
+    assert submission_state(SimpleNamespace(**{**vars(row), "domains": 9, "missing": "dtd"})) == \
+        "partial (9 domain(s), SYNTHETIC data; no predictions for dtd)"

@@ -6,7 +6,7 @@ run used is written into its record, so a table can always say how a number was 
 
 Presets (each also carries its protocol, see `preset_protocol`):
 - `cpu_demo`: the embedded synthetic mini-decathlon on a laptop CPU (width 0.25).
-- `spottune_paper`: the public SpotTune code AS IT RAN (REFERENCE.md, section 3): train+val,
+- `spottune_paper`: the public SpotTune code AS IT RAN (docs/reference.md, section 3): train+val,
   110 epochs, the LR decayed once, at epoch 40 (its if/if/else chain overwrites the other
   steps), per-domain weight decay, test-time decisions sampled (Gumbel), fp32.
 - `spottune_intended`: the same with the 40/60/80 steps its author may have meant.
@@ -33,9 +33,10 @@ import json
 
 from decathlon.data.domains import get_domain
 from decathlon.data.transforms import CROP_ROUNDINGS
+from decathlon.engine.step import PRECISIONS
 
 PRESETS = ("cpu_demo", "spottune_paper", "spottune_intended", "adapters_paper")
-PRECISIONS = ("fp32", "bf16")
+
 _PROTOCOL = {"cpu_demo": "train", "spottune_paper": "trainval", "spottune_intended": "trainval",
              "adapters_paper": "train"}
 
@@ -80,13 +81,13 @@ _METHOD = {
     "parallel_adapters": {},
     "spottune": dict(_SPOTTUNE_COMMON),
     # Budget of fine-tuned blocks and loss weights: our choice, the paper's exact
-    # values are not in REFERENCE.md (a recollection there).
+    # values are a recollection (docs/reference.md, section 3.3).
     "spottune_global": dict(_SPOTTUNE_COMMON, policy="global", budget_blocks=6,
                             budget_weight=1.0, entropy_weight=0.1),
     # The random ablation needs no policy network: the tiny global table stands unused.
     "random_policy": dict(_SPOTTUNE_COMMON, policy="global", eval_policy="random"),
     # One model over all the run's domains: a policy trunk shared by every domain (its BN
-    # layers per domain, see the README), each training step one domain's batch.
+    # layers per domain, see docs/joint.md), each training step one domain's batch.
     "spottune_joint": dict(_SPOTTUNE_COMMON, policy="shared_trunk", joint_domains_per_step=1),
 }
 # What may differ between the domains of one multi-domain job (the optimizer's per-group values).

@@ -2,7 +2,7 @@
 
 It lives apart from `checkpoint.py` because the readers of the public formats
 (`legacy_pickle.py`, `public_format.py`) raise it and `checkpoint.load_backbone` uses
-them; `decathlon.engine.checkpoint.CheckpointError` is this same class.
+them; `decathlon.checkpoints.ours.CheckpointError` is this same class.
 """
 
 

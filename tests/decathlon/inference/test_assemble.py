@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from decathlon.cli import main
-from decathlon.engine.assemble import assemble_spottune
-from decathlon.engine.checkpoint import CheckpointError, file_sha256, save_backbone
-from decathlon.methods.spottune import DOMAIN_FILE
+from decathlon.inference.assemble import assemble_spottune
+from decathlon.checkpoints.ours import CheckpointError, save_backbone
+from decathlon.files import sha256_file
+from decathlon.jobdir import DOMAIN_FILE
 from decathlon.models import SpotTuneNet, resnet26
 
 WIDTH = 0.125
@@ -31,7 +32,7 @@ def _job(folder, domain, backbone, sha256=None):
     net.add_domain(domain, 5)
     torch.save(net.domain_state_dict(domain), folder / DOMAIN_FILE)
     spec = {"method": "spottune", "domain": domain, "hparams": HPARAMS, "backbone": str(backbone)}
-    record = {"file": str(backbone), "kind": "ours", "sha256": sha256 or file_sha256(backbone)}
+    record = {"file": str(backbone), "kind": "ours", "sha256": sha256 or sha256_file(backbone)}
     (folder / "final.json").write_text(json.dumps({"format": 2, "spec": spec, "backbone": record}))
     return folder
 
@@ -51,10 +52,10 @@ def test_jobs_on_the_recorded_backbone_assemble_and_its_weights_are_the_ones_loa
 
 def test_a_replaced_backbone_is_refused_naming_the_path_and_both_sha256(tmp_path, capsys):
     backbone = _backbone(tmp_path / "backbone.pt", seed=0)
-    trained_on = file_sha256(backbone)
+    trained_on = sha256_file(backbone)
     job = _job(tmp_path / "dtd", "dtd", backbone)
     _backbone(backbone, seed=1)   # the same path, other weights
-    found = file_sha256(backbone)
+    found = sha256_file(backbone)
     with pytest.raises(CheckpointError, match=f"{backbone}: sha256 {found}, but .*final.json records that the job "
                                               f"was trained on sha256 {trained_on}"):
         assemble_spottune([job])
@@ -68,8 +69,8 @@ def test_a_replaced_backbone_is_refused_naming_the_path_and_both_sha256(tmp_path
 def test_jobs_on_different_backbones_are_refused(tmp_path):
     first, second = _backbone(tmp_path / "a.pt", seed=0), _backbone(tmp_path / "b.pt", seed=1)
     jobs = [_job(tmp_path / "dtd", "dtd", first), _job(tmp_path / "svhn", "svhn", second)]
-    with pytest.raises(CheckpointError, match=f"trained on the backbone with sha256 {file_sha256(second)}, the "
-                                              f"other jobs on sha256 {file_sha256(first)}: all jobs must share"):
+    with pytest.raises(CheckpointError, match=f"trained on the backbone with sha256 {sha256_file(second)}, the "
+                                              f"other jobs on sha256 {sha256_file(first)}: all jobs must share"):
         assemble_spottune(jobs)
 
 
@@ -87,7 +88,7 @@ def test_an_imported_job_is_checked_against_its_recorded_backbone(tmp_path):
     job = _job(tmp_path / "dtd", "dtd", backbone)
     (job / "final.json").unlink()
     record = {"kind": "imported_spottune", "method": "spottune", "domain": "dtd", "num_classes": 5,
-              "backbone": str(backbone), "backbone_provenance": {"kind": "ours", "sha256": file_sha256(backbone)},
+              "backbone": str(backbone), "backbone_provenance": {"kind": "ours", "sha256": sha256_file(backbone)},
               "width": WIDTH, "policy": "per_domain", "temperature": 5.0}
     (job / "imported.json").write_text(json.dumps(record))
     assert assemble_spottune([job]).domains.keys() == {"dtd"}

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from decathlon.data.domains import PAPER_ORDER, SOURCE_DOMAIN
+from decathlon.jobdir import is_done, read_final, read_records
 from decathlon.report.predictions import PredictionsError, read_predictions
 
 PRETRAIN_METHOD = "pretrain"
@@ -145,12 +146,11 @@ def _sorted(jobs: pd.DataFrame) -> pd.DataFrame:
 
 def _read_final(folder: Path) -> tuple:
     """(final.json as a dict, None) for a finished job, else (None, why it is not counted)."""
-    if not (folder / "done").is_file():
-        record = folder / "record.jsonl"
-        epochs = sum(1 for line in record.read_text().splitlines() if line.strip()) if record.is_file() else 0
+    if not is_done(folder):
+        epochs = len(read_records(folder))
         return None, f"unfinished: no done marker ({epochs} epoch(s) recorded)" if epochs else "not started"
     try:
-        final = json.loads((folder / "final.json").read_text())
+        final = read_final(folder)
     except FileNotFoundError:
         return None, "done marker but no final.json"
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -233,18 +233,9 @@ def _job_rows(folder: Path, final: dict) -> list:
 
 def _curve_rows(folder: Path, job: dict) -> list:
     """One row per epoch of record.jsonl; a torn last line (a killed writer) is skipped."""
-    record = folder / "record.jsonl"
-    if not record.is_file():
-        return []
-    rows = []
-    for line in record.read_text().splitlines():
-        try:
-            epoch = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        rows.append({**{key: job[key] for key in CURVE_COLUMNS if key in job},
-                     **{key: epoch.get(key) for key in ("epoch", "train_loss", "val_accuracy", "test_accuracy")}})
-    return rows
+    return [{**{key: job[key] for key in CURVE_COLUMNS if key in job},
+             **{key: epoch.get(key) for key in ("epoch", "train_loss", "val_accuracy", "test_accuracy")}}
+            for epoch in read_records(folder)]
 
 
 def _policy_rows(splits: dict, job: dict) -> list:

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from decathlon.benchmark.hparams import hparams
-from decathlon.engine.checkpoint import (CheckpointError, file_sha256, load_backbone, load_checkpoint,
-                                         save_atomic)
+from decathlon.benchmark.hparams_registry import hparams
+from decathlon.checkpoints.ours import CheckpointError, load_backbone, load_checkpoint, save_atomic
+from decathlon.files import sha256_file
 from decathlon.engine.trainer import JobSpec, run_job
 
 
@@ -44,7 +44,7 @@ def test_a_checkpoint_needing_other_globals_is_refused_unrun(tmp_path):
 
 def test_backbone_provenance(tiny_backbone, tiny_hparams):
     width = tiny_hparams["width"]
-    ours = {"file": str(tiny_backbone), "sha256": file_sha256(tiny_backbone)}
+    ours = {"file": str(tiny_backbone), "sha256": sha256_file(tiny_backbone)}
     assert load_backbone(tiny_backbone, width)["provenance"] == {"kind": "ours", **ours}
     assert load_backbone(tiny_backbone, width, run_dir=tiny_backbone.parent)["provenance"] == {
         "kind": "pretrained by this run", **ours}

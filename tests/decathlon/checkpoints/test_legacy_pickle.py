@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from decathlon.engine.checkpoint import CheckpointError
-from decathlon.engine.legacy_pickle import (MAGIC_NUMBER, PROTOCOL_VERSION, PickledModule, module_tensors,
+from decathlon.checkpoints.ours import CheckpointError
+from decathlon.checkpoints.legacy_pickle import (MAGIC_NUMBER, PROTOCOL_VERSION, PickledModule, module_tensors,
                                              read_legacy_torch)
-from decathlon.engine.public_format import PUBLIC_CLASSES
+from decathlon.checkpoints.public import PUBLIC_CLASSES
 
 # The globals of the residual-adapter authors' file, in the order its pickle first names them.
 GLOBALS_03 = ["numpy.core.multiarray scalar", "numpy dtype", "models ResNet", "collections OrderedDict",

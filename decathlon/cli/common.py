@@ -1,0 +1,73 @@
+"""What several commands share: the job arguments (`train`, `pretrain`), the execution
+arguments (also `run`), turning them into hyperparameter overrides and job keywords, and the
+guard that turns an error a user can fix into one line and exit status 2."""
+from __future__ import annotations
+
+import sys
+
+from decathlon.benchmark import PRESETS
+from decathlon.engine import PRECISIONS
+
+
+def add_common_arguments(parser) -> None:
+    """Arguments shared with `pretrain`."""
+    parser.add_argument("--data", default="data/synthetic", help="prepared shard folder (default: %(default)s)")
+    parser.add_argument("--out", required=True, help="job folder")
+    parser.add_argument("--preset", default="cpu_demo", choices=PRESETS, help="hyperparameter preset")
+    parser.add_argument("--hparam", action="append", metavar="KEY=VALUE",
+                        help="override one hyperparameter (JSON value); repeatable")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    add_execution_arguments(parser)
+    parser.add_argument("--resume", action="store_true", help="continue from the job's last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_execution_arguments(parser) -> None:
+    """--precision, --compile, --no-cuda-graphs, --no-cudnn-benchmark (also `decathlon run`)."""
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="fp32 (TF32 allowed on CUDA) or bf16 autocast; default: the preset's (fp32); "
+                             "recorded, and shown in the tables when it differs from the preset")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--no-cuda-graphs", action="store_true",
+                        help="on CUDA, run the training step eagerly instead of replaying it from a CUDA graph")
+    parser.add_argument("--no-cudnn-benchmark", action="store_true",
+                        help="on CUDA, let cuDNN pick its algorithms by heuristics instead of timing them per shape "
+                             "(the public codes time them); recorded")
+
+
+def execution_options(args) -> dict:
+    """--no-cuda-graphs and --no-cudnn-benchmark as JobSpec / BenchmarkConfig / pretrain keywords."""
+    return {"cuda_graphs": False if args.no_cuda_graphs else None, "cudnn_benchmark": not args.no_cudnn_benchmark}
+
+
+def overrides_from(args) -> dict:
+    """--hparam KEY=VALUE pairs plus --precision, as hyperparameter overrides."""
+    from decathlon.benchmark import parse_overrides
+
+    overrides = parse_overrides(args.hparam)
+    if args.precision:
+        overrides["precision"] = args.precision
+    return overrides
+
+
+def error_line(err: Exception) -> str:
+    """The one line a user sees for an error they can fix: a KeyError's message without its
+    quotes, an OSError (a full disk, a folder that cannot be written) with the file it hit."""
+    if isinstance(err, KeyError) and err.args:
+        return f"error: {err.args[0]}"
+    if isinstance(err, OSError) and err.strerror:
+        return f"error: {err.filename + ': ' if err.filename else ''}{err.strerror}"
+    return f"error: {err}"
+
+
+def run_guarded(job) -> int:
+    """Run `job()`, turning the errors a user can fix into one clean line and exit 2:
+    bad input (ValueError: manifests, checkpoints, options, a refused or diverged job, a
+    locked folder), an unknown name (KeyError) and a failed read or write (OSError)."""
+    try:
+        job()
+    except (KeyError, ValueError, OSError) as err:
+        print(error_line(err), file=sys.stderr)
+        return 2
+    return 0

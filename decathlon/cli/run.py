@@ -1,0 +1,104 @@
+"""The whole Visual Domain Decathlon end to end: pretrain, train every method, score, report.
+
+`decathlon run` and `python run_decathlon.py` are this command.
+
+With no arguments it runs the CPU demo on the prepared synthetic mini-decathlon
+(`make run` prepares it first). Rerunning the same command skips finished jobs and
+resumes unfinished ones. Under `torchrun --nproc_per_node=N` pretraining runs
+data-parallel and the per-domain jobs are spread over the processes.
+Results (tables, plots, submission files) go to results/<run name>/.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from decathlon.benchmark import PRESETS, BenchmarkConfig, run_benchmark
+from decathlon.cli.common import add_execution_arguments, error_line, execution_options, overrides_from
+from decathlon.data import TARGET_DOMAINS, get_domain
+from decathlon.engine import distributed
+from decathlon.files import ensure_dir
+from decathlon.methods import METHODS, get_method
+from decathlon.report import report
+
+
+def _names(spec: str, valid: tuple, lookup) -> tuple:
+    if spec == "all":
+        return valid
+    names = tuple(name.strip() for name in spec.split(",") if name.strip())
+    for name in names:
+        lookup(name)
+    return names
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", default="data/synthetic", help="prepared shard folder (default: %(default)s)")
+    parser.add_argument("--methods", default="all", help=f"comma-separated, or all: {', '.join(METHODS)}")
+    parser.add_argument("--domains", default="all", help="comma-separated target domains, or all nine")
+    parser.add_argument("--config", default="cpu_demo", choices=PRESETS,
+                        help="hyperparameter preset: the CPU demo or a paper's protocol (default: %(default)s)")
+    parser.add_argument("--protocol", choices=("train", "trainval"),
+                        help="fit on train and score val+test, or fit on train+val and score test; default: "
+                             "the preset's own (trainval for spottune_paper and spottune_intended, else train)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per (method, domain) job")
+    parser.add_argument("--out", help="run folder (default: runs/<config>-<synthetic|real>)")
+    parser.add_argument("--results", help="where tables and plots go (default: results/<run folder name>)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--backbone", help="start every job from this backbone instead of pretraining one: our "
+                                           "backbone.pt or the public resnet26_pretrained.t7 (converted as "
+                                           "`decathlon import-backbone` does); recorded in every result")
+    parser.add_argument("--hparam", action="append", metavar="KEY=VALUE", help="override a hyperparameter")
+    add_execution_arguments(parser)
+    parser.add_argument("--jobs-per-device", type=int,
+                        help="jobs run at once per device (per torchrun rank), each in its own process; "
+                             "default: 4 on a GPU of 40 GiB or more, 2 on a smaller GPU, 1 on a CPU")
+    parser.add_argument("--threads-per-job", type=int,
+                        help="torch CPU threads of each job (default: the process's threads shared out evenly)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def check_arguments(args, parser) -> argparse.Namespace:
+    """The checks argparse cannot make itself (names, ranges); a failure is a usage error."""
+    try:
+        args.methods = _names(args.methods, tuple(METHODS), get_method)
+        args.domains = _names(args.domains, TARGET_DOMAINS, get_domain)
+    except KeyError as err:
+        parser.error(err.args[0])
+    if "imagenet12" in args.domains:
+        parser.error("imagenet12 is the source domain (pretraining); choose targets among the other nine")
+    for name in ("seeds", "jobs_per_device", "threads_per_job"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return check_arguments(parser.parse_args(argv), parser)
+
+
+def run(args) -> int:
+    """`decathlon run`: the benchmark, then the report."""
+    try:
+        config = BenchmarkConfig(args.data, args.out, args.methods, args.domains, args.config, args.protocol,
+                                 args.seeds, args.device, overrides_from(args), args.compile, not args.no_progress,
+                                 **execution_options(args),
+                                 jobs_per_device=args.jobs_per_device, threads_per_job=args.threads_per_job,
+                                 backbone=args.backbone)
+        if args.results:   # checked before hours of training, not after
+            ensure_dir(args.results, "--results")
+        run_benchmark(config)
+        if distributed.init(args.device).is_main:
+            report([Path(config.out)], ensure_dir(args.results or Path("results") / Path(config.out).name,
+                                                  "--results"))
+    except (KeyError, ValueError, OSError) as err:   # manifests, checkpoints, options, locks, disks
+        print(error_line(err), file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv=None, prog: str | None = None) -> int:
+    return run(parse_args(argv, prog))
