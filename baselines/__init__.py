@@ -12,7 +12,7 @@ from importlib import resources
 
 import pandas as pd
 
-from decathlon.data.domains import PAPER_ORDER
+from decathlon.data import PAPER_ORDER
 
 BASELINE_METHOD = "Finetune"
 _CSV_NAME = "published_test.csv"

@@ -8,8 +8,7 @@ from types import SimpleNamespace
 
 from _common import synchronize
 from bench_gpu import build_method, configure
-from decathlon.data.domains import SOURCE_DOMAIN
-from decathlon.data.loader import ShardLoader
+from decathlon.data import SOURCE_DOMAIN, ShardLoader
 from decathlon.engine.step import WARMUP_STEPS, EagerStep, GraphedStep
 from _gpu_timing import measure, synthetic_batch
 

@@ -8,7 +8,7 @@ import time
 import torch
 
 from _common import synchronize
-from decathlon.engine.step import autocast_for
+from decathlon.engine import autocast_for
 
 NUM_CLASSES = 100
 MEAN = (0.485, 0.456, 0.406)   # any fixed values: the cost of normalising is what counts

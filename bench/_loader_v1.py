@@ -17,8 +17,7 @@ import h5py
 import numpy as np
 import torch
 
-from decathlon.data.domains import get_domain
-from decathlon.data.loader import ShardLoader
+from decathlon.data import ShardLoader, get_domain
 from decathlon.data.prefetch import Prefetcher
 from decathlon.data.transforms import AugmentationSpec, centre_offsets
 

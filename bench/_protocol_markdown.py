@@ -1,7 +1,7 @@
 """The page bench_protocol.py writes beside its JSON report."""
 from __future__ import annotations
 
-from decathlon.data.domains import SOURCE_DOMAIN
+from decathlon.data import SOURCE_DOMAIN
 from _protocol_projection import FAMILY
 
 

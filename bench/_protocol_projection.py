@@ -9,8 +9,8 @@ Pretraining is one job, alone on the device; spottune_joint is one job over all 
 """
 from __future__ import annotations
 
-from decathlon.benchmark.hparams_registry import hparams, preset_protocol, pretrain_hparams
-from decathlon.data.domains import SOURCE_DOMAIN, TARGET_DOMAINS, get_domain
+from decathlon.benchmark import hparams, preset_protocol, pretrain_hparams
+from decathlon.data import SOURCE_DOMAIN, TARGET_DOMAINS, get_domain
 from decathlon.methods import METHODS
 
 # Each method timed as the measured method whose step costs at least as much.

@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 
 from _common import FixedDecisions, backbone_state, machine_info, slug, synchronize, write_report
-from decathlon.benchmark.hparams_registry import hparams
-from decathlon.engine.step import EagerStep, GraphedStep, configure_precision
+from decathlon.benchmark import hparams
+from decathlon.engine.step import EagerStep, GraphedStep
+from decathlon.engine import configure_precision
 from decathlon.methods import METHODS
 from decathlon.models import SpotTuneNet, resnet26
 from decathlon.models.routing import routing_pays

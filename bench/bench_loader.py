@@ -32,9 +32,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from decathlon.data.domains import ANNOTATION_FILES, get_domain, parse_domains
-from decathlon.data.loader import ShardLoader
-from decathlon.data.transforms import NETWORK_SIDE, augmentation_spec
+from decathlon.data.domains import ANNOTATION_FILES
+from decathlon.data import ShardLoader, augmentation_spec, get_domain, parse_domains
+from decathlon.data.transforms import NETWORK_SIDE
 from _loader_v1 import SquareLoader, write_squares
 
 

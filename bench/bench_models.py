@@ -41,8 +41,9 @@ from pathlib import Path
 import torch
 
 from _common import FixedDecisions, backbone_state, machine_info, synchronize
-from decathlon.benchmark.hparams_registry import hparams
-from decathlon.engine.step import EagerStep, GraphedStep, autocast_for
+from decathlon.benchmark import hparams
+from decathlon.engine.step import EagerStep, GraphedStep
+from decathlon.engine import autocast_for
 from decathlon.methods import METHODS
 from decathlon.models import SpotTuneNet, resnet26
 from decathlon.models.routing import FOLDED_DEVICES, routing_pays

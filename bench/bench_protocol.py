@@ -42,12 +42,9 @@ import torch
 from _common import machine_info, slug, write_report
 from data_prep import prepare
 from data_prep.synthetic import generate
-from decathlon.benchmark.hparams_registry import hparams, pretrain_hparams
-from decathlon.benchmark.run import default_jobs_per_device, run_jobs
-from decathlon.data.domains import SOURCE_DOMAIN
-from decathlon.data.transforms import output_hw
-from decathlon.engine.pretraining import pretrain
-from decathlon.engine.trainer import JobSpec
+from decathlon.benchmark import default_jobs_per_device, hparams, pretrain_hparams, run_jobs
+from decathlon.data import SOURCE_DOMAIN, output_hw
+from decathlon.engine import JobSpec, pretrain
 from decathlon.jobdir import read_final, read_records
 from decathlon.methods import METHODS
 from _device_limits import device_ceiling, streamed_rate

@@ -14,7 +14,7 @@ from data_prep.download import FILES, RECORDS_NAME, download
 from data_prep.errors import PrepareError
 from data_prep.preparation import DEFAULT_SHARD_SIZE, prepare
 from data_prep.verification import verify
-from decathlon.data.manifest import MANIFEST_NAME, ManifestError
+from decathlon.data import MANIFEST_NAME, ManifestError
 from decathlon.files import OutputError, ensure_dir
 from decathlon.resources import labels_test_zip
 
@@ -63,7 +63,7 @@ def _prepare(args) -> int:
     test_labels = args.test_labels
     if args.source is None:
         from data_prep.synthetic import LABELS_ZIP, generate
-        from decathlon.data.domains import parse_domains
+        from decathlon.data import parse_domains
         try:
             domains = parse_domains(args.domains)
         except KeyError as err:

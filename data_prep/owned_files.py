@@ -19,8 +19,7 @@ import json
 import re
 from pathlib import Path
 
-from decathlon.data.domains import SPLITS
-from decathlon.data.manifest import MANIFEST_NAME
+from decathlon.data import MANIFEST_NAME, SPLITS
 from data_prep.errors import PrepareError
 
 TMP_SUFFIX = ".tmp"

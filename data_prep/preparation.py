@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from decathlon.data.annotations import AnnotationError, parse_annotations
-from decathlon.data.domains import ANNOTATION_FILES, LABELLED_TEST_FILE, SHORT_SIDE, SPLITS, get_domain, parse_domains
-from decathlon.data.manifest import (FORMAT_VERSION, MANIFEST_NAME, ManifestError, ManifestVersionError,
-                                     load_manifest_json, read_manifest)
+from decathlon.data import (AnnotationError, FORMAT_VERSION, MANIFEST_NAME, ManifestError, ManifestVersionError, SPLITS,
+                            get_domain, parse_annotations, parse_domains, read_manifest)
+from decathlon.data.domains import ANNOTATION_FILES, LABELLED_TEST_FILE, SHORT_SIDE
+from decathlon.data.manifest import load_manifest_json
 from decathlon.files import FolderLockedError, OutputError, folder_lock, write_json_atomic
 from data_prep.decode import STORAGE, DecodeTask, decode_batch, ignore_sigint
 from data_prep.errors import PrepareError

@@ -26,8 +26,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from decathlon.data.domains import SHORT_SIDE, Domain
-from decathlon.data.shard_checks import label_and_id_problems
+from decathlon.data.domains import SHORT_SIDE
+from decathlon.data import Domain, label_and_id_problems
 from decathlon.data.shard_files import offsets_problems
 from decathlon.files import sha256_file
 from data_prep.errors import PrepareError

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from decathlon.data.annotations import SplitAnnotations, parse_annotations
-from decathlon.data.domains import ANNOTATION_FILES, LABELLED_TEST_FILE, SOURCE_DOMAIN, SPLITS
+from decathlon.data import SOURCE_DOMAIN, SPLITS, SplitAnnotations, parse_annotations
+from decathlon.data.domains import ANNOTATION_FILES, LABELLED_TEST_FILE
 from data_prep.errors import PrepareError
 
 DEVKIT_TARBALL = "decathlon-1.0-devkit.tar.gz"

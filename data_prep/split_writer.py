@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from decathlon.data.annotations import SplitAnnotations
+from decathlon.data import SplitAnnotations
 from decathlon.files import sha256_file, write_json_atomic
 from data_prep.decode import STORAGE, stored_shapes
 from data_prep.errors import PrepareError

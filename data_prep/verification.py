@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from decathlon.data.domains import DOMAINS, SHORT_SIDE, SPLITS, get_domain
-from decathlon.data.manifest import MANIFEST_NAME, read_manifest
+from decathlon.data.domains import SHORT_SIDE
+from decathlon.data import DOMAINS, MANIFEST_NAME, SPLITS, get_domain, read_manifest
 from data_prep.owned_files import TMP_SUFFIX, recorded_in_manifest
 from data_prep.shards import check_shard, shard_file
 from decathlon.files import sha256_file

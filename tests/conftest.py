@@ -67,8 +67,8 @@ def tiny_hparams():
 @pytest.fixture(scope="session")
 def tiny_backbone(tiny_decathlon, tiny_hparams, tmp_path_factory) -> Path:
     """A backbone pretrained for two epochs on the tiny imagenet12."""
-    from decathlon.benchmark.hparams_registry import pretrain_hparams
-    from decathlon.engine.pretraining import pretrain
+    from decathlon.benchmark import pretrain_hparams
+    from decathlon.engine import pretrain
 
     out = tmp_path_factory.mktemp("pretrain")
     return pretrain(tiny_decathlon, out, pretrain_hparams("cpu_demo", tiny_hparams), {"preset": "cpu_demo"},
@@ -86,7 +86,7 @@ def labels_test_zip() -> Path:
 @pytest.fixture(scope="session")
 def public_test_labels(labels_test_zip) -> dict:
     """read_labelled_annotations of labels_test.zip, read once per session."""
-    from decathlon.data.annotations import read_labelled_annotations
+    from decathlon.data import read_labelled_annotations
 
     return read_labelled_annotations(labels_test_zip)
 
@@ -95,7 +95,7 @@ def public_test_labels(labels_test_zip) -> dict:
 def corrupt_predictions(public_test_labels):
     """corrupt(fraction_of, domains, seed) -> (predictions, accuracies): the true test labels
     with round(n * fraction) of them per domain changed to another class."""
-    from decathlon.data.domains import PAPER_ORDER, get_domain
+    from decathlon.data import PAPER_ORDER, get_domain
 
     def corrupt(fraction_of, domains=PAPER_ORDER, seed=0):
         rng = np.random.default_rng(seed)

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.synthetic.domains import LOOKS
-from decathlon.data.domains import (ANNOTATION_FILES, DOMAIN_NAMES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR,
-                               LABELLED_TEST_FILE, SPLIT_INDEX, SPLITS, get_domain)
+from decathlon.data.domains import ANNOTATION_FILES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, LABELLED_TEST_FILE, SPLIT_INDEX
+from decathlon.data import DOMAIN_NAMES, SPLITS, get_domain
 
 GENERATOR_VERSION = 2  # bump whenever any output changes, so that old folders are regenerated
 DATASET_DIR = "decathlon-1.0"

@@ -31,9 +31,8 @@ from __future__ import annotations
 import copy
 import json
 
-from decathlon.data.domains import get_domain
-from decathlon.data.transforms import CROP_ROUNDINGS
-from decathlon.engine.step import PRECISIONS
+from decathlon.data import CROP_ROUNDINGS, get_domain
+from decathlon.engine import PRECISIONS
 
 PRESETS = ("cpu_demo", "spottune_paper", "spottune_intended", "adapters_paper")
 

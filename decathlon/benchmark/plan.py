@@ -16,10 +16,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from decathlon.data.domains import SOURCE_DOMAIN, TARGET_DOMAINS
-from decathlon.engine.trainer import JobSpec
+from decathlon.data import SOURCE_DOMAIN, TARGET_DOMAINS, read_manifest, split_entry
+from decathlon.engine import JobSpec
 from decathlon.benchmark.hparams_registry import hparams, joint_hparams, preset_protocol, pretrain_hparams
-from decathlon.data.manifest import read_manifest, split_entry
 from decathlon.methods import METHODS
 
 

@@ -29,13 +29,11 @@ from tqdm import tqdm
 from decathlon.benchmark.hparams_registry import pretrain_hparams
 from decathlon.benchmark.plan import (BenchmarkConfig, check_data, check_overrides, default_out, job_extra,
                                       plan_jobs, pretrain_folder, pretrain_overrides)
-from decathlon.data.domains import SOURCE_DOMAIN
-from decathlon.engine import distributed
-from decathlon.inference.assemble import assemble_spottune, model_info
-from decathlon.checkpoints.ours import load_backbone, save_atomic
-from decathlon.engine.pretraining import evaluate_backbone, pretrain
+from decathlon.data import SOURCE_DOMAIN
+from decathlon.engine import distributed, evaluate_backbone, pretrain, run_job
+from decathlon.inference import assemble_spottune, model_info
+from decathlon.checkpoints import load_backbone, save_atomic
 from decathlon.jobdir import BACKBONE_FILE, MODEL_FILE, is_done
-from decathlon.engine.trainer import run_job
 from decathlon.files import folder_lock
 from decathlon.methods import get_method
 from decathlon.methods.spottune import SpotTune

@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from decathlon.data.domains import SOURCE_DOMAIN
+from decathlon.data import SOURCE_DOMAIN
 from decathlon.checkpoints.ours import (CheckpointError, imported_source, load_backbone, save_atomic,
                                          save_backbone)
 from decathlon.checkpoints.public import BACKBONE_CLASSES, public_backbone_state, public_spottune_state
 from decathlon.files import write_bytes_atomic
 from decathlon.jobdir import DOMAIN_FILE, FINAL_FILE, IMPORTED_JOB_FILE
-from decathlon.models import resnet26
-from decathlon.models.policy import GUMBEL_TEMPERATURE
+from decathlon.models import GUMBEL_TEMPERATURE, resnet26
 
 IMPORTED_JOB_KIND = "imported_spottune"
 

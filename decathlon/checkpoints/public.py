@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import torch
 
-from decathlon.data.domains import DOMAINS
+from decathlon.data import DOMAINS
 from decathlon.checkpoints.errors import CheckpointError
 from decathlon.checkpoints.legacy_pickle import PickledModule, module_tensors, read_legacy_torch
-from decathlon.models import SpotTuneNet, resnet26
-from decathlon.models.policy import GUMBEL_TEMPERATURE
+from decathlon.models import GUMBEL_TEMPERATURE, SpotTuneNet, resnet26
 from decathlon.models.resnet import STAGE_WIDTHS, STEM_WIDTH
 
 DATA_PARALLEL = "torch.nn.parallel.data_parallel.DataParallel"

@@ -24,8 +24,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from decathlon.inference.assemble import assemble_spottune, model_info
-    from decathlon.checkpoints.ours import save_atomic
+    from decathlon.inference import assemble_spottune, model_info
+    from decathlon.checkpoints import save_atomic
     from decathlon.files import ensure_file_target
 
     def job():

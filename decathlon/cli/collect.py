@@ -28,8 +28,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from decathlon.files import OutputError, ensure_dir
-    from decathlon.report.collection import CollectError
-    from decathlon.report.write import report
+    from decathlon.report import CollectError
+    from decathlon.report import report
 
     try:
         out = ensure_dir(args.out or Path("results") / args.run_dirs[0].resolve().name, "--out")

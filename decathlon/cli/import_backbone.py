@@ -21,7 +21,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from decathlon.checkpoints.importers import import_backbone
+    from decathlon.checkpoints import import_backbone
     from decathlon.files import ensure_file_target
 
     def job():

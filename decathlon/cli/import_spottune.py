@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from decathlon.cli.common import run_guarded
-from decathlon.data.domains import TARGET_DOMAINS
+from decathlon.data import TARGET_DOMAINS
 
 
 def add_arguments(parser) -> None:
@@ -27,7 +27,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from decathlon.checkpoints.importers import import_spottune
+    from decathlon.checkpoints import import_spottune
 
     def job():
         _check_out(args.out)

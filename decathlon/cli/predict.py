@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from decathlon.data.domains import PAPER_ORDER, SPLITS, get_domain
+from decathlon.data import PAPER_ORDER, SPLITS, get_domain
 
 PROG = "decathlon predict"
 
@@ -37,12 +37,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from decathlon.data.manifest import ManifestError, read_manifest
+    from decathlon.data import ManifestError, read_manifest
     from decathlon.engine.distributed import resolve_device
-    from decathlon.inference.predict import load_model, predict_model
+    from decathlon.inference import load_model, predict_model
     from decathlon.files import ensure_file_target
-    from decathlon.scoring.score import read_baseline_errors, s_score
-    from decathlon.scoring.submission import ResultsError, official_test_ids, validate_results, write_results
+    from decathlon.scoring import read_baseline_errors, s_score
+    from decathlon.scoring import ResultsError, official_test_ids, validate_results, write_results
 
     try:
         ensure_file_target(args.out, "--out")

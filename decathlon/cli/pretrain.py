@@ -13,9 +13,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from decathlon.benchmark.hparams_registry import pretrain_hparams
-    from decathlon.benchmark.plan import job_extra
-    from decathlon.engine.pretraining import pretrain
+    from decathlon.benchmark import pretrain_hparams
+    from decathlon.benchmark import job_extra
+    from decathlon.engine import pretrain
 
     def job():
         overrides = overrides_from(args)

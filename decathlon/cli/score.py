@@ -15,11 +15,9 @@ import math
 import sys
 from pathlib import Path
 
-from decathlon.data.annotations import AnnotationError
-from decathlon.data.domains import SPLITS, get_domain
+from decathlon.data import AnnotationError, SPLITS, get_domain
 from decathlon.resources import labels_test_zip
-from decathlon.scoring.score import read_baseline_errors
-from decathlon.scoring.submission import Evaluation, ResultsError, evaluate, validate_results
+from decathlon.scoring import Evaluation, ResultsError, evaluate, read_baseline_errors, validate_results
 
 PROG = "decathlon score"
 

@@ -26,10 +26,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from decathlon.benchmark.hparams_registry import hparams, joint_hparams, preset_protocol
-    from decathlon.benchmark.plan import domain_label, job_extra
-    from decathlon.data.domains import parse_domains
-    from decathlon.engine.trainer import JobSpec, run_job
+    from decathlon.benchmark import hparams, joint_hparams, preset_protocol
+    from decathlon.benchmark import domain_label, job_extra
+    from decathlon.data import parse_domains
+    from decathlon.engine import JobSpec, run_job
     from decathlon.methods import get_method
 
     def job():

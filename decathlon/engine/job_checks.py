@@ -16,7 +16,7 @@ import hashlib
 import math
 from pathlib import Path
 
-from decathlon.data.manifest import split_entry
+from decathlon.data import split_entry
 
 
 class JobError(ValueError):

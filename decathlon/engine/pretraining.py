@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from decathlon.data.domains import SOURCE_DOMAIN
+from decathlon.data import SOURCE_DOMAIN
 from decathlon.engine.trainer import JobSpec, run_job
 from decathlon.jobdir import BACKBONE_FILE
 from decathlon.methods.pretrain import BackboneEvaluation, Pretraining

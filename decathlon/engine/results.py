@@ -18,7 +18,7 @@ import numpy as np
 
 from decathlon.files import write_json_atomic
 from decathlon.engine import distributed
-from decathlon.checkpoints.ours import save_atomic
+from decathlon.checkpoints import save_atomic
 from decathlon.engine.evaluation import evaluate
 from decathlon.engine.job_checks import finite_or_null
 from decathlon.jobdir import FINAL_FILE, mark_done, predictions_file

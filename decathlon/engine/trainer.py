@@ -31,11 +31,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from decathlon.data.loader import ShardLoader
-from decathlon.data.manifest import read_manifest, split_entry
-from decathlon.data.shard_checks import verify_split_shards
+from decathlon.data import ShardLoader, read_manifest, split_entry, verify_split_shards
 from decathlon.engine import distributed
-from decathlon.checkpoints.ours import CheckpointError, check_resumable, load_backbone, load_checkpoint, save_atomic
+from decathlon.checkpoints import CheckpointError, check_resumable, load_backbone, load_checkpoint, save_atomic
 from decathlon.engine.evaluation import evaluate
 from decathlon.engine.interleave import InterleavedLoader
 from decathlon.engine.job_checks import (check_finite, check_seed, check_training_length, data_identity,

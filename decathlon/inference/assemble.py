@@ -22,9 +22,8 @@ from pathlib import Path
 
 import torch
 
-from decathlon.checkpoints.ours import CheckpointError, load_backbone
+from decathlon.checkpoints import CheckpointError, IMPORTED_JOB_KIND, load_backbone
 from decathlon.files import sha256_file
-from decathlon.checkpoints.importers import IMPORTED_JOB_KIND
 from decathlon.jobdir import DOMAIN_FILE, FINAL_FILE, IMPORTED_JOB_FILE, read_final
 from decathlon.models import SpotTuneNet, resnet26
 

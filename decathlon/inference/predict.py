@@ -16,9 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from decathlon.data.domains import SOURCE_DOMAIN
-from decathlon.data.loader import ShardLoader
-from decathlon.data.manifest import MANIFEST_NAME, read_manifest, split_entry
+from decathlon.data import MANIFEST_NAME, SOURCE_DOMAIN, ShardLoader, read_manifest, split_entry
 from decathlon.models import SpotTuneNet
 
 

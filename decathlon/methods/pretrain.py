@@ -3,7 +3,7 @@ given backbone evaluated as it is (decathlon.engine.pretraining runs them)."""
 from __future__ import annotations
 
 from decathlon.checkpoints import backbone_checkpoint
-from decathlon.data.domains import SOURCE_DOMAIN
+from decathlon.data import SOURCE_DOMAIN
 from decathlon.jobdir import BACKBONE_FILE
 from decathlon.methods.base import Method
 from decathlon.methods.plain import Scratch

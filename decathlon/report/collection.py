@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from decathlon.data.domains import PAPER_ORDER, SOURCE_DOMAIN
+from decathlon.data import PAPER_ORDER, SOURCE_DOMAIN
 from decathlon.jobdir import is_done, read_final, read_records
 from decathlon.report.predictions import PredictionsError, read_predictions
 

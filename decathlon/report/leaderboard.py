@@ -24,8 +24,8 @@ import pandas as pd
 
 from baselines import published_results
 from decathlon.report.collection import BASELINE_METHOD, Collection
-from decathlon.data.domains import PAPER_ORDER, SOURCE_DOMAIN, get_domain
-from decathlon.scoring.score import published_baseline_errors, s_score
+from decathlon.data import PAPER_ORDER, SOURCE_DOMAIN, get_domain
+from decathlon.scoring import published_baseline_errors, s_score
 
 SUMMARY_METRICS = ("mean", "S", "#par")
 CELL_COLUMNS = ["method", "source", "metric", "mean", "se", "n"]

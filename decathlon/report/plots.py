@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from decathlon.report.collection import Collection
-from decathlon.data.domains import PAPER_ORDER, get_domain
+from decathlon.data import PAPER_ORDER, get_domain
 from decathlon.report.leaderboard import Leaderboard, leaderboards
 from decathlon.report.submissions import slug
 from decathlon.files import write_bytes_atomic

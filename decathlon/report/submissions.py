@@ -26,9 +26,9 @@ from pathlib import Path
 import pandas as pd
 
 from decathlon.report.collection import Collection
-from decathlon.data.domains import PAPER_ORDER, SOURCE_DOMAIN
+from decathlon.data import PAPER_ORDER, SOURCE_DOMAIN
 from decathlon.report.predictions import PredictionsError, read_predictions
-from decathlon.scoring.submission import ResultsError, official_test_ids, validate_results, write_results
+from decathlon.scoring import ResultsError, official_test_ids, validate_results, write_results
 
 SUBMISSIONS_DIR = "submissions"
 SUMMARY_COLUMNS = ["file", "data", "preset", "protocol", "method", "seed", "domains", "entries", "complete",

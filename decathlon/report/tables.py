@@ -14,7 +14,7 @@ import pandas as pd
 
 from decathlon.report.collection import Collection
 from decathlon.files import write_bytes_atomic
-from decathlon.data.domains import PAPER_ORDER, get_domain
+from decathlon.data import PAPER_ORDER, get_domain
 from decathlon.report.leaderboard import SUMMARY_METRICS, Leaderboard, leaderboards
 
 DECIMALS = {"S": 0, "#par": 2}   # accuracies and their mean: 2

@@ -17,7 +17,7 @@ from numbers import Real
 from pathlib import Path
 
 from baselines import BASELINE_METHOD, published_accuracies
-from decathlon.data.domains import DOMAIN_NAMES, DOMAINS, PAPER_ORDER
+from decathlon.data import DOMAIN_NAMES, DOMAINS, PAPER_ORDER
 
 MAX_POINTS_PER_DOMAIN = 1000.0
 PUBLISHED_BASELINE = "published Finetune (test)"

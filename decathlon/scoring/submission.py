@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from decathlon.data.annotations import read_labelled_annotations
+from decathlon.data import DOMAIN_NAMES, Domain, PAPER_ORDER, get_domain, read_labelled_annotations
 from decathlon.files import write_bytes_atomic
-from decathlon.data.domains import (DOMAIN_NAMES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, PAPER_ORDER,
-                               SPLIT_INDEX, Domain, get_domain)
+from decathlon.data.domains import ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, SPLIT_INDEX
 from decathlon.scoring.results_file import RESULTS_MEMBER, ResultsError, read_results
 from decathlon.scoring.score import SScore, s_score
 

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from decathlon.data.domains import ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, get_domain
+from decathlon.data.domains import ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR
+from decathlon.data import get_domain
 from decathlon.resources import labels_test_zip
 
 # Test positions sampled per domain; aircraft and dtd include their 73-px images.

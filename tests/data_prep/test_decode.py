@@ -8,7 +8,7 @@ from PIL import Image
 from torchvision import transforms
 
 from data_prep.decode import DecodeTask, decode_one, stored_shapes
-from data_prep.errors import PrepareError
+from data_prep import PrepareError
 
 ORIGIN = "data/aircraft/train/000007.jpg"
 

@@ -7,8 +7,7 @@ import shutil
 import pytest
 
 from data_prep.__main__ import main
-from data_prep.errors import PrepareError
-from data_prep import prepare, verify
+from data_prep import PrepareError, prepare, verify
 from data_prep.shards import ShardWriter
 
 

@@ -9,11 +9,9 @@ from PIL import Image
 from torchvision import transforms
 
 from data_prep.__main__ import main
-from data_prep.errors import PrepareError
-from data_prep import prepare, verify
+from data_prep import PrepareError, prepare, verify
 from data_prep.shards import ShardWriter
-from decathlon.data.domains import SPLITS, get_domain
-from decathlon.data.manifest import ManifestVersionError
+from decathlon.data import ManifestVersionError, SPLITS, get_domain
 
 
 def _expected_image(path):

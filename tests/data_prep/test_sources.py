@@ -5,8 +5,7 @@ import tarfile
 
 import pytest
 
-from data_prep import preparation as prepare_module, prepare, verify
-from data_prep.errors import PrepareError
+from data_prep import PrepareError, preparation as prepare_module, prepare, verify
 from data_prep.sources import Source, read_test_labels
 
 

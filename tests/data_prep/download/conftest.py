@@ -29,7 +29,7 @@ import pytest
 from data_prep.download import RECORDS_NAME, download
 from data_prep.download.http import save_validator, validator_path
 from data_prep.sources import DATA_TARBALL, DEVKIT_TARBALL, IMAGENET_TARBALL
-from decathlon.data.domains import TARGET_DOMAINS
+from decathlon.data import TARGET_DOMAINS
 
 
 

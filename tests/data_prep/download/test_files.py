@@ -11,12 +11,10 @@ from datetime import datetime
 
 import pytest
 
-from data_prep.download import RECORDS_NAME, file_url, http as http_fetch
-from data_prep.errors import PrepareError
-from data_prep.download.http import AccessRefused, DownloadError
-from data_prep import prepare, verify
+from data_prep.download import AccessRefused, DownloadError, RECORDS_NAME, file_url, http as http_fetch
+from data_prep import PrepareError, prepare, verify
 from data_prep.sources import DATA_TARBALL, DEVKIT_TARBALL, IMAGENET_TARBALL
-from decathlon.data.domains import TARGET_DOMAINS
+from decathlon.data import TARGET_DOMAINS
 
 ALL = (DEVKIT_TARBALL, DATA_TARBALL, IMAGENET_TARBALL)
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from data_prep.download.http import DownloadError
+from data_prep.download import DownloadError
 from data_prep.sources import DATA_TARBALL, DEVKIT_TARBALL, IMAGENET_TARBALL
 
 

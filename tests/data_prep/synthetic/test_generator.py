@@ -17,9 +17,8 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from data_prep.synthetic import LABELS_ZIP, MARKER_FILE, generate, generator as synthetic, image_size, split_sizes
-from decathlon.data.annotations import parse_annotations
-from decathlon.data.domains import (ANNOTATION_FILES, DOMAIN_NAMES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR,
-                               LABELLED_TEST_FILE, SPLIT_INDEX, SPLITS, get_domain)
+from decathlon.data import DOMAIN_NAMES, SPLITS, get_domain, parse_annotations
+from decathlon.data.domains import ANNOTATION_FILES, ID_DOMAIN_FACTOR, ID_SPLIT_FACTOR, LABELLED_TEST_FILE, SPLIT_INDEX
 
 TINY = 0.01  # every split falls to its floor of a few images per class
 SMALL_DOMAINS = ("daimlerpedcls", "svhn")

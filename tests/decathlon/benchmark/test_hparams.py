@@ -1,7 +1,7 @@
 """The hyperparameter registry: what each preset reproduces, and the named options."""
 import pytest
 
-from decathlon.benchmark.hparams_registry import PRESETS, hparams, parse_overrides, preset_protocol, pretrain_hparams
+from decathlon.benchmark import PRESETS, hparams, parse_overrides, preset_protocol, pretrain_hparams
 
 
 def test_spottune_paper_is_the_public_code_as_it_ran():

@@ -38,8 +38,8 @@ def test_joint_spottune_is_one_job_and_one_row_with_a_cell_per_domain(tiny_decat
     #par counting the shared trunk once; the per-domain SpotTune jobs exported as one model."""
     from decathlon.models import SpotTuneNet
     from decathlon.jobdir import MODEL_FILE
-    from decathlon.report.collection import collect
-    from decathlon.report.leaderboard import leaderboards
+    from decathlon.report import collect
+    from decathlon.report import leaderboards
 
     out, results = tmp_path / "run", tmp_path / "results"
     assert run_main(["--data", str(tiny_decathlon), "--methods", "spottune,spottune_joint", "--domains",
@@ -66,7 +66,8 @@ def test_joint_spottune_is_one_job_and_one_row_with_a_cell_per_domain(tiny_decat
 
 
 def test_job_folders_are_named_by_the_overrides_that_apply_to_each_method(tmp_path):
-    from decathlon.benchmark.plan import BenchmarkConfig, plan_jobs, pretrain_folder
+    from decathlon.benchmark.plan import pretrain_folder
+    from decathlon.benchmark import BenchmarkConfig, plan_jobs
 
     config = BenchmarkConfig(out=str(tmp_path), methods=("finetune", "spottune_joint"), domains=("dtd", "svhn"),
                              overrides={"trunk_bn": "shared"})

@@ -7,10 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from decathlon.inference.assemble import assemble_spottune
-from decathlon.checkpoints.ours import CheckpointError, load_backbone
+from decathlon.inference import assemble_spottune
+from decathlon.checkpoints import CheckpointError, import_backbone, import_spottune, load_backbone
 from decathlon.files import sha256_file
-from decathlon.checkpoints.importers import import_backbone, import_spottune
 from decathlon.models import SpotTuneNet, resnet26
 
 

@@ -10,9 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from decathlon.checkpoints.ours import CheckpointError
-from decathlon.checkpoints.legacy_pickle import (MAGIC_NUMBER, PROTOCOL_VERSION, PickledModule, module_tensors,
-                                             read_legacy_torch)
+from decathlon.checkpoints import CheckpointError, read_legacy_torch
+from decathlon.checkpoints.legacy_pickle import MAGIC_NUMBER, PROTOCOL_VERSION, PickledModule, module_tensors
 from decathlon.checkpoints.public import PUBLIC_CLASSES
 
 # The globals of the residual-adapter authors' file, in the order its pickle first names them.

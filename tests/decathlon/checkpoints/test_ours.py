@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from decathlon.benchmark.hparams_registry import hparams
-from decathlon.checkpoints.ours import CheckpointError, load_backbone, load_checkpoint, save_atomic
+from decathlon.benchmark import hparams
+from decathlon.checkpoints import CheckpointError, load_backbone, load_checkpoint, save_atomic
 from decathlon.files import sha256_file
-from decathlon.engine.trainer import JobSpec, run_job
+from decathlon.engine import JobSpec, run_job
 
 
 def test_every_file_of_a_job_loads_weights_only(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):

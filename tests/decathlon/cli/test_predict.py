@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import pytest
 
-from decathlon.benchmark.hparams_registry import hparams, joint_hparams
+from decathlon.benchmark import hparams, joint_hparams
 from decathlon.cli import main
-from decathlon.engine.trainer import JobSpec, run_job
+from decathlon.engine import JobSpec, run_job
 from decathlon.jobdir import MODEL_FILE
-from decathlon.scoring.submission import read_results, validate_results
+from decathlon.scoring import read_results, validate_results
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def _by_id(path):
 
 def _job_predictions(folder, files):
     """{image_id: category_id} of a job's saved test predictions."""
-    from decathlon.data.domains import domain_of_id
+    from decathlon.data import domain_of_id
     found = {}
     for file in files:
         saved = np.load(folder / file)
@@ -112,7 +112,7 @@ def test_bad_inputs_exit_2_with_one_line(joint_job, tiny_decathlon, tmp_path, ca
 
 def _tiny_model(path, classes):
     """A model file of one untrained dtd domain with `classes` classes, at a tiny width."""
-    from decathlon.checkpoints.ours import save_atomic
+    from decathlon.checkpoints import save_atomic
     from decathlon.models import SpotTuneNet, resnet26
 
     net = SpotTuneNet(resnet26(12, 0.125), "per_domain")
@@ -151,7 +151,7 @@ def test_a_model_file_whose_content_does_not_fit_its_arch_is_one_line(damage, tm
 
 
 def test_a_domain_with_another_number_of_classes_is_refused(tiny_decathlon, tmp_path, capsys):
-    from decathlon.data.manifest import read_manifest
+    from decathlon.data import read_manifest
 
     prepared = read_manifest(tiny_decathlon)["domains"]["dtd"]["num_classes"]
     model = _tiny_model(tmp_path / "model.pt", prepared + 1)
@@ -167,7 +167,7 @@ def test_predict_cuts_the_test_view_with_the_models_crop_rounding(recorded, used
     """A paper-preset model (Python 2 rounding) is evaluated on the view it was trained for."""
     from decathlon.inference import predict as predict_module
     from decathlon.models import SpotTuneNet, resnet26
-    from decathlon.data.manifest import read_manifest
+    from decathlon.data import read_manifest
 
     net = SpotTuneNet(resnet26(12, 0.125), "per_domain")
     net.add_domain("dtd", read_manifest(tiny_decathlon)["domains"]["dtd"]["num_classes"])
@@ -181,8 +181,8 @@ def test_predict_cuts_the_test_view_with_the_models_crop_rounding(recorded, used
 
 
 def test_assembled_models_record_their_jobs_crop_rounding(tmp_path):
-    from decathlon.inference.assemble import model_info
-    from decathlon.checkpoints.ours import CheckpointError
+    from decathlon.inference import model_info
+    from decathlon.checkpoints import CheckpointError
 
     def job(name, rounding):
         folder = tmp_path / name

@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from decathlon.cli import build_parser
-from decathlon.cli import main as decathlon_main
-from decathlon.cli.run import main as run_main
-from decathlon.cli.run import parse_args
+from decathlon.cli import build_parser, main as decathlon_main
+from decathlon.cli.run import main as run_main, parse_args
 from decathlon.scoring import validate_results
 
 ROOT = Path(__file__).resolve().parents[3]

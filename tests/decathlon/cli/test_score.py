@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from decathlon.cli import build_parser, main
-from decathlon.data.domains import PAPER_ORDER
-from decathlon.scoring.submission import results_entries, write_results
+from decathlon.data import PAPER_ORDER
+from decathlon.scoring import results_entries, write_results
 
 FRACTION_WRONG = {name: (i + 1) / 40 for i, name in enumerate(PAPER_ORDER)}
 
@@ -169,7 +169,8 @@ def test_hostile_results_are_one_line_naming_the_file(problem, corrupted, two_do
 
 
 def test_the_size_limit_leaves_room_for_any_full_submission():
-    from decathlon.data.domains import DOMAIN_NAMES, TOTAL_TEST_IMAGES, get_domain
+    from decathlon.data.domains import TOTAL_TEST_IMAGES
+    from decathlon.data import DOMAIN_NAMES, get_domain
     from decathlon.scoring.results_file import MAX_RESULTS_BYTES
 
     largest = max(get_domain(d).category_id_of(get_domain(d).num_classes - 1) for d in DOMAIN_NAMES)

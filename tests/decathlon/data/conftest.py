@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from decathlon.data.domains import get_domain
-from decathlon.data.loader import ShardLoader
+from decathlon.data import ShardLoader, get_domain
 from decathlon.files import write_json_atomic
 
 DOMAIN = "aircraft"

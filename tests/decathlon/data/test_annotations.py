@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from decathlon.data.annotations import AnnotationError, parse_annotations, read_labelled_annotations
+from decathlon.data import AnnotationError, parse_annotations, read_labelled_annotations
 
 
 @pytest.fixture(scope="module")

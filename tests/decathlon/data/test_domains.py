@@ -1,7 +1,7 @@
 import pytest
 
-from decathlon.data.domains import (DOMAINS, PAPER_ORDER, TOTAL_TEST_IMAGES, domain_of_id, get_domain,
-                               parse_domains)
+from decathlon.data.domains import TOTAL_TEST_IMAGES
+from decathlon.data import DOMAINS, PAPER_ORDER, domain_of_id, get_domain, parse_domains
 
 
 def test_registry_matches_the_benchmark():

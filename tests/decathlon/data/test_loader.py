@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from decathlon.data import loader as loader_module
-from decathlon.data.loader import ShardLoader
+from decathlon.data import ShardLoader, loader as loader_module
 
 
 @pytest.fixture(params=[False, True], ids=["streamed", "resident"])

@@ -6,8 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from decathlon.data.loader import ShardError, ShardLoader
-from decathlon.data.manifest import ManifestError, ManifestVersionError
+from decathlon.data import ManifestError, ManifestVersionError, ShardError, ShardLoader
 from decathlon.files import write_json_atomic
 
 

@@ -7,9 +7,8 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision import transforms
 
-from decathlon.data.domains import DOMAIN_NAMES, get_domain
-from decathlon.data.transforms import (CROP_ROUNDINGS, PROTOCOLS, Crops, Ragged, centre_offsets, crop_ragged,
-                                       make_batch_transform, output_hw, pack)
+from decathlon.data import CROP_ROUNDINGS, DOMAIN_NAMES, get_domain, make_batch_transform, output_hw
+from decathlon.data.transforms import PROTOCOLS, Crops, Ragged, centre_offsets, crop_ragged, pack
 
 SPOTTUNE_CROPPED = {"aircraft", "cifar100", "dtd", "ucf101", "vgg-flowers", "imagenet12"}
 UNAUGMENTED = {"gtsrb", "omniglot", "svhn"}

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from decathlon.engine import distributed
-from decathlon.engine.evaluation import evaluate
+from decathlon.engine import distributed, evaluate
 
 
 class _PaddedLoader:

@@ -32,8 +32,8 @@ def test_a_small_domain_is_spread_over_the_epoch():
 
 
 def test_grouped_joint_steps_train(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
-    from decathlon.benchmark.hparams_registry import joint_hparams
-    from decathlon.engine.trainer import JobSpec, run_job
+    from decathlon.benchmark import joint_hparams
+    from decathlon.engine import JobSpec, run_job
 
     hp = joint_hparams("spottune_joint", ["dtd", "svhn"], "cpu_demo",
                        dict(tiny_hparams, epochs=1, joint_domains_per_step=2))

@@ -7,10 +7,9 @@ import sys
 
 import pytest
 
-from decathlon.benchmark.hparams_registry import hparams
-from decathlon.checkpoints import ours as checkpoint
-from decathlon.checkpoints.ours import CheckpointError, load_backbone, load_checkpoint, save_atomic
-from decathlon.engine.trainer import JobSpec, run_job
+from decathlon.benchmark import hparams
+from decathlon.checkpoints import CheckpointError, load_backbone, load_checkpoint, ours as checkpoint, save_atomic
+from decathlon.engine import JobSpec, run_job
 from decathlon.files import FolderLockedError, folder_lock
 
 

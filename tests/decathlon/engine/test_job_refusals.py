@@ -5,12 +5,10 @@ import shutil
 import h5py
 import pytest
 
-from decathlon.benchmark.hparams_registry import hparams, joint_hparams, pretrain_hparams
+from decathlon.benchmark import hparams, joint_hparams, pretrain_hparams
 from decathlon.files import write_json_atomic
-from decathlon.data.shard_files import ShardError
-from decathlon.engine import distributed
-from decathlon.engine.pretraining import pretrain
-from decathlon.engine.trainer import JobSpec, run_job
+from decathlon.data import ShardError
+from decathlon.engine import JobSpec, distributed, pretrain, run_job
 
 
 def _spec(data, backbone, tiny_hparams, out, method="finetune", domain="dtd", **hp_changes):
@@ -29,7 +27,7 @@ def data(tiny_decathlon, tmp_path):
 
 
 def test_steps_per_epoch_follow_the_loader():
-    from decathlon.engine.job_checks import steps_per_epoch
+    from decathlon.engine import steps_per_epoch
 
     assert steps_per_epoch(60, 64, 1, drop_last=True) == 0
     assert steps_per_epoch(60, 64, 1, drop_last=False) == 1   # the partial batch is kept
@@ -149,7 +147,7 @@ def test_labels_beyond_the_manifest_classes_are_refused_naming_the_shard(data, t
 
 def test_verified_shards_are_not_hashed_again_until_they_change(data, monkeypatch):
     import decathlon.data.shard_checks as shard_checks
-    from decathlon.data.shard_checks import verify_split_shards
+    from decathlon.data import verify_split_shards
 
     hashed = []
     real = shard_checks.sha256_file
@@ -167,7 +165,7 @@ def test_verified_shards_are_not_hashed_again_until_they_change(data, monkeypatc
 
 def test_a_read_only_data_folder_is_checked_but_not_remembered(data, monkeypatch):
     import decathlon.data.shard_checks as shard_checks
-    from decathlon.data.shard_checks import verify_split_shards
+    from decathlon.data import verify_split_shards
 
     def refuse(path, content):
         raise PermissionError(13, "Permission denied", str(path))

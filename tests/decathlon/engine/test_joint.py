@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from decathlon.benchmark.hparams_registry import hparams, joint_hparams
-from decathlon.engine import trainer
-from decathlon.engine.trainer import JobSpec, run_job
+from decathlon.benchmark import hparams, joint_hparams
+from decathlon.engine import JobSpec, run_job, trainer
 from decathlon.models import SpotTuneNet
 from decathlon.jobdir import MODEL_FILE
 
@@ -47,7 +46,7 @@ def test_one_job_trains_every_domain_and_ships_one_model_file(tiny_decathlon, ti
     model = SpotTuneNet.load(tmp_path / MODEL_FILE)
     assert set(model.domains) == {"dtd", "svhn"} and model.info["augmentation"] == "spottune"
     assert model.info["crop_rounding"] == tiny_hparams.get("crop_rounding", "half_even")
-    from decathlon.data.loader import ShardLoader
+    from decathlon.data import ShardLoader
     for evaluation in final["evaluations"][0::2]:   # argmax: the saved model reproduces the job's predictions
         saved = np.load(tmp_path / evaluation["splits"]["test"]["predictions"])
         loader = ShardLoader(tiny_decathlon, evaluation["domain"], "test", 64, train=False, protocol="spottune",
@@ -63,7 +62,7 @@ def test_one_job_trains_every_domain_and_ships_one_model_file(tiny_decathlon, ti
 
 def test_a_killed_joint_job_resumes_to_the_same_weights(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path,
                                                         monkeypatch):
-    from decathlon.checkpoints.ours import load_checkpoint
+    from decathlon.checkpoints import load_checkpoint
 
     run_job(_joint(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path / "whole", ["dtd", "svhn"]))
     real_save = trainer.save_atomic

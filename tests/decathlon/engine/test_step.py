@@ -4,11 +4,11 @@ import copy
 import pytest
 import torch
 
-from decathlon.benchmark.hparams_registry import hparams
-from decathlon.data.manifest import read_manifest
-from decathlon.engine import distributed
-from decathlon.engine.step import EagerStep, GraphedStep, LossMeter, configure_precision, make_step
-from decathlon.engine.trainer import JobSpec, _loaders
+from decathlon.benchmark import hparams
+from decathlon.data import read_manifest
+from decathlon.engine import JobSpec, LossMeter, configure_precision, distributed, make_step
+from decathlon.engine.step import EagerStep, GraphedStep
+from decathlon.engine.trainer import _loaders
 from decathlon.methods import get_method
 from decathlon.models import resnet26
 
@@ -131,8 +131,10 @@ def test_graph_replays_match_eager_steps_and_recapture_on_lr_change(name):
 def test_cuda_jobs_train_from_captured_graphs(method, tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
     """The engine on a GPU: resident data, the step replayed from CUDA graphs (one per
     domain for the joint job), bf16, records saying so."""
-    from decathlon.benchmark.hparams_registry import hparams, joint_hparams
-    from decathlon.engine.trainer import JobSpec, run_job
+    from decathlon.benchmark import joint_hparams
+    from decathlon.benchmark import hparams
+    from decathlon.engine import run_job
+    from decathlon.engine import JobSpec
 
     overrides = dict(tiny_hparams, epochs=2, precision="bf16")
     joint = method == "spottune_joint"

@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from decathlon.engine import trainer
-from decathlon.checkpoints.ours import CheckpointError, load_backbone, load_checkpoint
+from decathlon.engine import JobSpec, run_job, trainer
+from decathlon.checkpoints import CheckpointError, load_backbone, load_checkpoint
 from decathlon.files import sha256_file
-from decathlon.engine.trainer import JobSpec, run_job
-from decathlon.benchmark.hparams_registry import hparams
+from decathlon.benchmark import hparams
 from decathlon.methods import get_method
 
 
@@ -86,7 +85,7 @@ def test_backbone_of_another_width_is_refused(tiny_decathlon, tiny_backbone, tin
 
 
 def test_missing_shards_and_missing_backbone_are_clear(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
-    from decathlon.data.manifest import ManifestError
+    from decathlon.data import ManifestError
 
     with pytest.raises(ManifestError, match="no manifest here"):
         run_job(_spec(tmp_path, tiny_backbone, tiny_hparams, tmp_path / "a"))
@@ -99,8 +98,8 @@ def test_missing_shards_and_missing_backbone_are_clear(tiny_decathlon, tiny_back
 
 
 def test_spottune_jobs_assemble_into_one_multi_domain_model(tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path):
-    from decathlon.inference.assemble import assemble_spottune
-    from decathlon.data.loader import ShardLoader
+    from decathlon.inference import assemble_spottune
+    from decathlon.data import ShardLoader
 
     jobs = {}
     for domain, method in (("dtd", "spottune"), ("svhn", "spottune")):
@@ -144,8 +143,8 @@ def test_spottune_job_is_evaluated_with_both_test_time_policies(tiny_decathlon, 
     assert final["execution"]["step"] == "eager" and final["format"] == 2
     assert final["backbone"] == {"file": str(tiny_backbone), "kind": "ours", "sha256": sha256_file(tiny_backbone)}
 
-    from decathlon.engine.evaluation import evaluate
-    from decathlon.data.loader import ShardLoader
+    from decathlon.engine import evaluate
+    from decathlon.data import ShardLoader
     from decathlon.engine import distributed
 
     method = get_method("spottune")(final["num_classes"], spec.hparams, load_backbone(tiny_backbone, 0.125)["state"])

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from decathlon.cli import main
-from decathlon.inference.assemble import assemble_spottune
-from decathlon.checkpoints.ours import CheckpointError, save_backbone
+from decathlon.inference import assemble_spottune
+from decathlon.checkpoints import CheckpointError, save_backbone
 from decathlon.files import sha256_file
 from decathlon.jobdir import DOMAIN_FILE
 from decathlon.models import SpotTuneNet, resnet26

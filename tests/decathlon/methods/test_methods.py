@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from decathlon.benchmark.hparams_registry import hparams, joint_hparams
+from decathlon.benchmark import hparams, joint_hparams
 from decathlon.methods import METHODS, get_method
 from decathlon.models import resnet26
 

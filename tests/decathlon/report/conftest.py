@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from decathlon.data.domains import ID_SPLIT_FACTOR, SPLIT_INDEX, get_domain
+from decathlon.data.domains import ID_SPLIT_FACTOR, SPLIT_INDEX
+from decathlon.data import get_domain
 
 REFERENCE_PARAMETERS = 1000   # one ResNet-26 (made up); every classifier has 100
 POLICY_USAGE = [0.0, 0.25, 0.5, 0.75, 1.0, 0.5, 0.5, 0.5, 0.1, 0.2, 0.3, 0.4]

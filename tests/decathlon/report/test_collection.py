@@ -8,11 +8,8 @@ import pandas as pd
 import pytest
 
 from decathlon.cli import main
-from decathlon.report.collection import CollectError, collect
-from decathlon.report.leaderboard import leaderboards
-from decathlon.report.submissions import write_submissions
-from decathlon.scoring.submission import validate_results
-from decathlon.report.tables import write_tables
+from decathlon.report import CollectError, collect, leaderboards, write_submissions, write_tables
+from decathlon.scoring import validate_results
 
 def points(error, baseline_error):
     return 1000 * (1 - error / (2 * baseline_error)) ** 2

@@ -1,8 +1,7 @@
 """Every figure of a collected run is written, non-empty and a readable PNG."""
 import matplotlib.image
 
-from decathlon.report.collection import collect
-from decathlon.report.plots import write_plots
+from decathlon.report import collect, write_plots
 
 
 def check_pngs(paths):

@@ -2,8 +2,8 @@
 import pytest
 
 from baselines import BASELINE_METHOD, published_accuracies, published_results
-from decathlon.data.domains import DOMAIN_NAMES, PAPER_ORDER
-from decathlon.scoring.score import CUSTOM_BASELINE, PUBLISHED_BASELINE, SScore, domain_points, s_score
+from decathlon.data import DOMAIN_NAMES, PAPER_ORDER
+from decathlon.scoring import CUSTOM_BASELINE, PUBLISHED_BASELINE, SScore, domain_points, s_score
 
 FINETUNE = published_accuracies(BASELINE_METHOD)
 

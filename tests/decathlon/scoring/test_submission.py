@@ -4,11 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from decathlon.scoring import submission
-from decathlon.data.domains import PAPER_ORDER, TOTAL_TEST_IMAGES, get_domain
-from decathlon.scoring.score import s_score
-from decathlon.scoring.submission import (ResultsError, evaluate, official_test_ids, read_results,
-                                  results_entries, validate_results, write_results)
+from decathlon.scoring import (ResultsError, evaluate, official_test_ids, read_results, results_entries, s_score,
+                               submission, validate_results, write_results)
+from decathlon.data.domains import TOTAL_TEST_IMAGES
+from decathlon.data import PAPER_ORDER, get_domain
 
 
 
