@@ -33,11 +33,16 @@ class Method(nn.Module):
         if self.uses_backbone and backbone_state is None:
             raise ValueError(f"method {self.name!r} needs a pretrained backbone (run `python -m decathlon pretrain`)")
         self.net = self.build(backbone_state)
-        self.optimizer = torch.optim.SGD(self.param_groups(), lr=hparams["lr"], momentum=hparams["momentum"])
+        self.optimizer = self.make_optimizer()
 
     # --- hooks -----------------------------------------------------------------------
     def build(self, backbone_state: dict | None) -> nn.Module:
         raise NotImplementedError
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """SGD with momentum over `param_groups`, as the residual-adapter and SpotTune codes
+        train; a method whose public code uses another optimizer overrides this."""
+        return torch.optim.SGD(self.param_groups(), lr=self.hparams["lr"], momentum=self.hparams["momentum"])
 
     def param_groups(self) -> list:
         """SGD parameter groups; each group's `lr` is scaled by the engine's schedule."""
