@@ -52,6 +52,20 @@ def write_json_atomic(path, obj) -> None:
     write_bytes_atomic(path, json.dumps(obj, indent=1, allow_nan=False))
 
 
+def parse_json(data, where, expected: str, error: type = ValueError, hint: str = ""):
+    """JSON from `data` (text or bytes) read from `where`; for invalid JSON, bytes that are
+    no UTF-8, or nesting too deep to be `expected` (Python's parser recurses once per level,
+    so a hostile file would end in a traceback) it raises `error` naming `where`, with
+    `hint` (what to do) after a semicolon."""
+    tail = f"; {hint}" if hint else ""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise error(f"{where}: JSON nested too deeply to be {expected}{tail}") from None
+    except ValueError as err:   # json.JSONDecodeError and UnicodeDecodeError
+        raise error(f"{where}: not valid JSON ({err}){tail}") from None
+
+
 HASH_CHUNK = 1 << 22
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from decathlon.files import OutputError, ensure_dir, write_bytes_atomic
+from decathlon.files import OutputError, ensure_dir, parse_json, write_bytes_atomic
 from data_prep.errors import PrepareError
 from data_prep.download.http import AccessRefused, DownloadError, fetch, file_sha256, say, validator_path
 from data_prep.sources import DATA_TARBALL, DEVKIT_TARBALL, IMAGENET_TARBALL
@@ -115,12 +115,7 @@ def read_records(dest: Path) -> dict:
     if not path.exists():
         return {}
     advice = "fix it, or delete it to have the files present hashed and recorded anew"
-    try:
-        records = json.loads(path.read_text())
-    except RecursionError:
-        raise PrepareError(f"{path}: not valid JSON (nested too deeply); {advice}") from None
-    except ValueError as err:
-        raise PrepareError(f"{path}: not valid JSON ({err}); {advice}") from None
+    records = parse_json(path.read_bytes(), path, "download records", PrepareError, advice)
     if not isinstance(records, dict):
         raise PrepareError(f"{path}: expected an object {{file name: record}}, found {type(records).__name__}")
     for name, record in records.items():

@@ -42,8 +42,9 @@ appears only once complete (temporary name, then rename).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from decathlon.files import parse_json
 
 
 FORMAT_VERSION = 2
@@ -63,12 +64,7 @@ def load_manifest_json(root: Path) -> dict:
     path = Path(root) / MANIFEST_NAME
     if not path.is_file():
         raise ManifestError(f"{path}: no manifest here; prepare data first (make prepare-data)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ManifestError(f"{path}: not valid JSON ({err})") from None
-    except RecursionError:
-        raise ManifestError(f"{path}: JSON nested too deeply to be a manifest") from None
+    manifest = parse_json(path.read_bytes(), path, "a manifest", ManifestError)
     if not isinstance(manifest, dict):
         raise ManifestError(f"{path}: expected a JSON object, found {type(manifest).__name__}")
     return manifest

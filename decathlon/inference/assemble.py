@@ -17,22 +17,22 @@ its copy lies); otherwise the jobs are refused, naming the path and both hashes.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from decathlon.checkpoints import CheckpointError, IMPORTED_JOB_KIND, load_backbone
-from decathlon.files import sha256_file
+from decathlon.files import parse_json, sha256_file
 from decathlon.jobdir import DOMAIN_FILE, FINAL_FILE, IMPORTED_JOB_FILE, read_final
 from decathlon.models import SpotTuneNet, resnet26
 
 
 def _read_record(path: Path) -> dict:
     try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise CheckpointError(f"{path}: cannot read it as JSON ({type(err).__name__})") from None
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read it ({err.strerror or err})") from None
+    record = parse_json(data, path, "a job record", CheckpointError)
     if not isinstance(record, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     return record

@@ -10,10 +10,10 @@ not get past the limit either. JSON nested too deeply for the parser is refused 
 """
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
+from decathlon.files import parse_json
 from decathlon.data.domains import TOTAL_TEST_IMAGES
 
 RESULTS_MEMBER = "results.json"  # the name the server expects inside the uploaded zip
@@ -59,11 +59,6 @@ def read_results(path) -> list:
             raise _too_large(path, f"{path.stat().st_size:,} bytes")
         else:
             data = path.read_bytes()
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ResultsError(f"{path}: not valid JSON ({err})") from None
-    except RecursionError:
-        raise ResultsError(f"{path}: JSON nested too deeply to read; expected a flat list of "
-                           "{\"image_id\": int, \"category_id\": int} objects") from None
     except (zipfile.BadZipFile, OSError, EOFError) as err:
         raise ResultsError(f"{path}: cannot read the zip ({type(err).__name__}: {err})") from None
+    return parse_json(data, path, 'a flat list of {"image_id": int, "category_id": int} objects', ResultsError)

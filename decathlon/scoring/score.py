@@ -10,13 +10,13 @@ in `SScore.missing`, never scored as zero: the total sums only the domains given
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
 
 from baselines import BASELINE_METHOD, published_accuracies
+from decathlon.files import parse_json
 from decathlon.data import DOMAIN_NAMES, DOMAINS, PAPER_ORDER
 
 MAX_POINTS_PER_DOMAIN = 1000.0
@@ -105,11 +105,10 @@ def read_baseline_errors(path) -> dict:
     """{domain: error fraction} from a JSON file (--baseline-errors); ValueError naming the
     file when it cannot be read or is not one JSON object (the values are checked by s_score)."""
     try:
-        errors = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: cannot read it as JSON ({err})") from None
-    except RecursionError:
-        raise ValueError(f"{path}: JSON nested too deeply; expected an object {{domain: error fraction}}") from None
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read it ({err.strerror or err})") from None
+    errors = parse_json(data, path, "an object {domain: error fraction}")
     if not isinstance(errors, dict):
         raise ValueError(f"{path}: expected a JSON object {{domain: error fraction}}, found {type(errors).__name__}")
     return errors

@@ -69,3 +69,18 @@ def test_folder_lock_is_released_when_its_holder_dies(tmp_path):
     proc.communicate("\n")
     with folder_lock(tmp_path):
         pass
+
+
+def test_parse_json_names_the_file_for_invalid_and_absurdly_nested_content():
+    from decathlon.files import parse_json
+
+    class Refused(ValueError):
+        pass
+
+    assert parse_json(b'{"a": 1}', "x.json", "an object") == {"a": 1}
+    with pytest.raises(Refused, match=r"^x.json: not valid JSON \(.*\); delete it$"):
+        parse_json(b"{", "x.json", "an object", Refused, hint="delete it")
+    with pytest.raises(Refused, match=r"^x.json: not valid JSON"):
+        parse_json(b"\xff\xfe{", "x.json", "an object", Refused)
+    with pytest.raises(Refused, match=r"^x.json: JSON nested too deeply to be an object$"):
+        parse_json("[" * 100000 + "]" * 100000, "x.json", "an object", Refused)

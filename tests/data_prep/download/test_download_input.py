@@ -70,4 +70,4 @@ def test_deeply_nested_records_file_is_named(mirror, tmp_path, capsys):
     dest.mkdir()
     (dest / RECORDS_NAME).write_text("[" * 100000 + "]" * 100000)
     assert _download(dest, mirror) == 2
-    assert _one_line(capsys).startswith(f"error: {dest / RECORDS_NAME}: not valid JSON (nested too deeply)")
+    assert _one_line(capsys).startswith(f"error: {dest / RECORDS_NAME}: JSON nested too deeply to be download records")

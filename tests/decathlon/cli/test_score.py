@@ -164,7 +164,7 @@ def test_hostile_results_are_one_line_naming_the_file(problem, corrupted, two_do
     assert err.startswith(f"decathlon score: error: {named}: ") and err.count("\n") == 1
     expected = {"nested": "nested too deeply", "bomb": "inflates to", "lying_header": "cannot read the zip",
                 "large_plain": "more than the", "nested_baseline": "nested too deeply",
-                "bad_baseline": "cannot read it as JSON"}[problem]
+                "bad_baseline": "not valid JSON"}[problem]
     assert expected in err
 
 
