@@ -130,3 +130,37 @@ def test_piggyback_paper_is_the_public_codes_schedule():
     assert (hp["mask_scale"], hp["mask_threshold"], hp["train_bn"]) == (1e-2, 5e-3, True)
     baseline = hparams("finetune", "cifar100", "piggyback_paper")   # the code's run_baselines.sh
     assert (baseline["lr"], baseline["momentum"], baseline["epochs"]) == (1e-3, 0.9, 30)
+
+
+def test_an_unknown_hyperparameter_on_the_command_line_is_one_line(tiny_decathlon, tiny_backbone, tmp_path, capsys):
+    from decathlon.cli import main
+    argv = ["train", "--method", "piggyback", "--domain", "dtd", "--data", str(tiny_decathlon), "--backbone",
+            str(tiny_backbone), "--out", str(tmp_path / "job"), "--hparam", "mask_rate=0.1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "unknown hyperparameter 'mask_rate'" in err and "\n" not in err
+    assert not (tmp_path / "job").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_graph_replayed_steps_match_eager_ones_with_capturable_adam(backbone_state):
+    from decathlon.engine.step import EagerStep, GraphedStep
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    eager = _piggyback(backbone_state, mask_lr=0.01).to(device)
+    graphed = get_method("piggyback")(3, eager.hparams, backbone_state).to(device)
+    graphed.load_state_dict(eager.state_dict())
+    runners = {"eager": EagerStep(eager), "graph": GraphedStep(graphed, warmup_steps=2)}
+    for index in range(8):
+        x, y = (t.to(device) for t in _batch())
+        if index == 5:   # a schedule step: captured again with the new rates
+            for method in (eager, graphed):
+                for group in method.optimizer.param_groups:
+                    group["lr"] *= 0.1
+        for run in runners.values():
+            assert torch.isfinite(run(x, y)["loss"])
+    assert runners["graph"].captures == 2 and runners["graph"].kind == "cuda_graph"
+    assert all(group["capturable"] for group in graphed.optimizer.param_groups)
+    for (key, a), b in zip(eager.state_dict().items(), graphed.state_dict().values()):
+        if a.is_floating_point():
+            assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), key
