@@ -116,6 +116,34 @@ def test_a_finished_job_stores_its_masks_and_reports_a_fractional_par(tiny_decat
     assert board.value("piggyback", "#par") == pytest.approx(expected)
 
 
+def test_a_resumed_job_ends_with_the_masks_and_adam_state_of_an_uninterrupted_one(
+        tiny_decathlon, tiny_backbone, tiny_hparams, tmp_path, monkeypatch):
+    from decathlon.checkpoints import load_checkpoint
+    from decathlon.engine import trainer
+
+    def spec(out, **changes):
+        hp = hparams("piggyback", "dtd", "cpu_demo", tiny_hparams)
+        return JobSpec(method="piggyback", domain="dtd", data=str(tiny_decathlon), out=str(out), hparams=hp,
+                       backbone=str(tiny_backbone), device="cpu", progress=False, **changes)
+    run_job(spec(tmp_path / "whole"))
+    real_save = trainer.save_atomic
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        raise KeyboardInterrupt   # killed right after the checkpoint of epoch 1
+    monkeypatch.setattr(trainer, "save_atomic", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(spec(tmp_path / "killed"))
+    monkeypatch.setattr(trainer, "save_atomic", real_save)
+    run_job(spec(tmp_path / "killed", resume=True))
+    whole, resumed = (load_checkpoint(tmp_path / name / "checkpoint.pt", "job") for name in ("whole", "killed"))
+    a, b = whole["method"], resumed["method"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    a, b = whole["optimizer"], resumed["optimizer"]
+    assert a["param_groups"] == b["param_groups"] and a["state"].keys() == b["state"].keys()
+    assert all(torch.equal(a["state"][i][k], b["state"][i][k]) for i in a["state"] for k in a["state"][i])
+
+
 def test_an_unknown_piggyback_hyperparameter_is_refused_by_name():
     with pytest.raises(KeyError, match="unknown hyperparameter 'mask_rate' for piggyback on dtd"):
         hparams("piggyback", "dtd", "cpu_demo", {"mask_rate": 0.1})
