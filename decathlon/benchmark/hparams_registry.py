@@ -1,7 +1,8 @@
 """One registry of hyperparameters: presets, then per-method, then per-domain defaults.
 
 `hparams(method, domain, preset)` layers, in order: the preset's common block, the
-method's block, the preset's per-domain block, and the caller's overrides. Every value a
+method's block, what the method sets under that preset (`_PRESET_METHOD`), the preset's
+per-domain block, and the caller's overrides. Every value a
 run used is written into its record, so a table can always say how a number was made.
 
 Presets (each also carries its protocol, see `preset_protocol`):
