@@ -26,6 +26,7 @@ DONE_FILE = "done"
 BACKBONE_FILE = "backbone.pt"
 DOMAIN_FILE = "spottune_domain.pt"
 MODEL_FILE = "spottune_multidomain.pt"
+PIGGYBACK_FILE = "piggyback_domain.pt"   # a piggyback job's bit-packed masks, BN layers, classifier
 IMPORTED_JOB_FILE = "imported.json"
 
 

@@ -2,12 +2,14 @@
 from decathlon.methods.base import Method
 from decathlon.methods.plain import (BNAdapt, FeatureExtractor, Finetune, ParallelAdapters,
                                      Scratch, SeriesAdapters)
+from decathlon.methods.piggyback import Piggyback
 from decathlon.methods.spottune import RandomPolicy, SpotTune, SpotTuneGlobal
 from decathlon.methods.spottune_joint import SpotTuneJoint
 
 METHODS = {cls.name: cls for cls in (
     Scratch, FeatureExtractor, Finetune, BNAdapt, SeriesAdapters, ParallelAdapters,
     SpotTune, SpotTuneGlobal, RandomPolicy, SpotTuneJoint,
+    Piggyback,
 )}
 
 
