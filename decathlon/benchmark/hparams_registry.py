@@ -33,6 +33,7 @@ import json
 
 from decathlon.data import CROP_ROUNDINGS, get_domain
 from decathlon.engine import PRECISIONS
+from decathlon.benchmark.presets_nettailor import NETTAILOR, nettailor_paper
 
 PRESETS = ("cpu_demo", "spottune_paper", "spottune_intended", "adapters_paper")
 
@@ -88,7 +89,10 @@ _METHOD = {
     # One model over all the run's domains: a policy trunk shared by every domain (its BN
     # layers per domain, see docs/joint.md), each training step one domain's batch.
     "spottune_joint": dict(_SPOTTUNE_COMMON, policy="shared_trunk", joint_domains_per_step=1),
+    "nettailor": dict(NETTAILOR),
 }
+# Per preset, values of one method's that differ from the common block (a paper's own recipe).
+_PRESET_METHOD = {}
 # What may differ between the domains of one multi-domain job (the optimizer's per-group values).
 PER_DOMAIN_KEYS = ("lr", "weight_decay", "weight_decay_3x3", "weight_decay_1x1")
 
@@ -100,6 +104,18 @@ _PRETRAIN = {
                      lr_gamma=0.1, weight_decay=5e-4, augmentation="spottune", eval_batch_size=256),
     "spottune_paper": _PAPER_PRETRAIN, "spottune_intended": _PAPER_PRETRAIN, "adapters_paper": _PAPER_PRETRAIN,
 }
+
+
+def _add_preset(name: str, tables: dict) -> None:
+    """Register a preset kept in its own module (presets_<method>.py)."""
+    global PRESETS
+    PRESETS += (name,)
+    _PROTOCOL[name], _COMMON[name], _PER_DOMAIN[name] = tables["protocol"], tables["common"], {}
+    _EVAL_POLICY[name], _PRETRAIN[name], _PRESET_METHOD[name] = tables["eval_policy"], tables["pretrain"], \
+        tables["methods"]
+
+
+_add_preset("nettailor_paper", nettailor_paper(_PAPER_OPTIONS, _PAPER_PRETRAIN))
 
 
 def _check_preset(preset: str) -> None:
@@ -156,6 +172,7 @@ def hparams(method: str, domain: str, preset: str = "cpu_demo", overrides: dict 
         raise KeyError(f"unknown method {method!r}; valid methods: {', '.join(_METHOD)}")
     values = copy.deepcopy(_COMMON[preset])
     values.update(copy.deepcopy(_METHOD[method]))
+    values.update(copy.deepcopy(_PRESET_METHOD.get(preset, {}).get(method, {})))
     if values.get("eval_policy", "") is None:
         values["eval_policy"] = _EVAL_POLICY[preset]
     values.update(_PER_DOMAIN[preset].get(domain, {}))
