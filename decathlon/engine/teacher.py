@@ -21,6 +21,17 @@ def _wanted(spec) -> str:
             f"{spec.protocol!r}, width {spec.hparams['width']}")
 
 
+def teacher_arguments(spec, method_cls) -> dict:
+    """The keywords the method is built with: its teacher's weights if it distils ({} if
+    not; a teacher given to a method that takes none is refused)."""
+    if getattr(method_cls, "needs_teacher", False):
+        return {"teacher_state": load_teacher(spec)}
+    if spec.teacher:
+        raise JobError(f"method {spec.method!r} takes no teacher (--teacher {spec.teacher}); only a distilling "
+                       f"method (nettailor) does")
+    return {}
+
+
 def load_teacher(spec) -> dict:
     """The teacher network's state dict (keys as in a ResNet-26), after checking that
     `spec.teacher` is a finished finetune job matching the student job `spec`."""

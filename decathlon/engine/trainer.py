@@ -40,7 +40,7 @@ from decathlon.engine.job_checks import (check_finite, check_seed, check_trainin
                                          finite_or_null)
 from decathlon.engine.results import final_splits, finish
 from decathlon.engine.step import LossMeter, configure_precision, make_step
-from decathlon.engine.teacher import load_teacher
+from decathlon.engine.teacher import teacher_arguments
 from decathlon.files import folder_lock
 from decathlon.jobdir import CHECKPOINT_FILE, append_record, truncate_records
 from decathlon.methods import get_method
@@ -102,7 +102,7 @@ def _build_method(spec: JobSpec, method_cls, num_classes, ctx):
             raise ValueError(f"method {spec.method!r} starts from a pretrained backbone: pass --backbone "
                              f"(made by `python -m decathlon pretrain`)")
         backbone = load_backbone(spec.backbone, hp["width"], spec.run_dir)
-    teacher = {"teacher_state": load_teacher(spec)} if getattr(method_cls, "needs_teacher", False) else {}
+    teacher = teacher_arguments(spec, method_cls)
     torch.manual_seed(spec.seed)
     method = method_cls(num_classes, hp, backbone and backbone["state"], **teacher).to(ctx.device)
     cuda = ctx.device.type == "cuda"
