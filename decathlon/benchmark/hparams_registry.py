@@ -13,6 +13,8 @@ Presets (each also carries its protocol, see `preset_protocol`):
 - `adapters_paper`: the residual-adapter code's settings (lr 0.1, 120 epochs, x0.1 at 80 and
   x0.01 at 100, batch 128, train only), its per-group weight decay (3x3 convs 5e-4, 1x1
   convs 1e-4, the rest 5e-4, the values of its README's example), fp32.
+- `nettailor_paper`: NetTailor's public demo recipe, its teacher (finetune) included
+  (decathlon/benchmark/presets_nettailor.py, docs/reference.md, section 5.3).
 Pretraining on imagenet12 has its own block per preset: for the paper presets the random
 64 crop + flip, centre 64 at test, of the code that made the public resnet26_pretrained.t7
 (the `adapters` augmentation); its schedule is our choice (the papers do not state it).
