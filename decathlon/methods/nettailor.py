@@ -48,7 +48,9 @@ class NetTailor(Method):
 
     @property
     def pruned(self) -> bool:
-        return any(not all(mask) for mask in self.net.keep_masks())
+        """Whether a branch is closed (read from the layers' Python copies: no device sync
+        inside a graph-captured step)."""
+        return any(len(layer.kept) < len(layer.keep) for layer in self.net.layers)
 
     def param_groups(self) -> list:
         """The public code's groups: gates without weight decay, the rest with it."""
