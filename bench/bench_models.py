@@ -121,11 +121,14 @@ def bench_training(args, device: torch.device) -> dict:
     state = backbone_state(args.width)
     x, y = batch(args, device, seed=1)
     sides = {}
-    for side in ("finetune", "spottune", "spottune_unfused", "piggyback"):
+    for side in ("finetune", "spottune", "spottune_unfused", "piggyback", "nettailor"):
         name = side.removesuffix("_unfused")
         torch.manual_seed(0)
         params = hparams(name, DOMAIN, "cpu_demo", {"width": args.width})
-        method = prepared(METHODS[name](NUM_CLASSES, params, state), args, device)
+        # nettailor's distilling phase (its costlier one): its teacher is a fine-tuned ResNet-26.
+        teacher = ({"teacher_state": resnet26(NUM_CLASSES, width=args.width).state_dict()}
+                   if name == "nettailor" else {})
+        method = prepared(METHODS[name](NUM_CLASSES, params, state, **teacher), args, device)
         method.autocast = precision(args, device)
         if side.endswith("_unfused"):
             method.net.spottune.fused = False
@@ -206,6 +209,8 @@ def markdown(report: dict) -> str:
                      f"{t['spottune_unfused']['median_ms']:.1f} | {t['other_ratios']['spottune_unfused']:.2f}x | | |")
         lines.append(f"| training step: piggyback / finetune | {t['finetune']['median_ms']:.1f} | "
                      f"{t['piggyback']['median_ms']:.1f} | {t['other_ratios']['piggyback']:.2f}x | | |")
+        lines.append(f"| training step: nettailor / finetune | {t['finetune']['median_ms']:.1f} | "
+                     f"{t['nettailor']['median_ms']:.1f} | {t['other_ratios']['nettailor']:.2f}x | | |")
     if i:
         other = next(name for name in i["other_ratios"])
         lines.append(f"| inference: routed ({i['routed_implementation']}) / dense, {100 * i['fraction_tuned']:.0f}% tuned, "

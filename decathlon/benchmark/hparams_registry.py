@@ -16,6 +16,8 @@ Presets (each also carries its protocol, see `preset_protocol`):
   convs 1e-4, the rest 5e-4, the values of its README's example), fp32.
 - `piggyback_paper`: the public Piggyback code's schedule (30 epochs, x0.1 at 15, batch 32;
   finetune as its baseline script, piggyback with its Adam rates): presets_piggyback.py.
+- `nettailor_paper`: NetTailor's public demo recipe, its teacher (finetune) included
+  (decathlon/benchmark/presets_nettailor.py, docs/reference.md, section 5.3).
 Pretraining on imagenet12 has its own block per preset: for the paper presets the random
 64 crop + flip, centre 64 at test, of the code that made the public resnet26_pretrained.t7
 (the `adapters` augmentation); its schedule is our choice (the papers do not state it).
@@ -37,6 +39,7 @@ import json
 from decathlon.benchmark.presets_piggyback import PIGGYBACK_BY_PRESET, PIGGYBACK_METHOD, PIGGYBACK_PAPER
 from decathlon.data import CROP_ROUNDINGS, get_domain
 from decathlon.engine import PRECISIONS
+from decathlon.benchmark.presets_nettailor import NETTAILOR, nettailor_paper
 
 PRESETS = ("cpu_demo", "spottune_paper", "spottune_intended", "adapters_paper", "piggyback_paper")
 
@@ -95,6 +98,7 @@ _METHOD = {
     # layers per domain, see docs/joint.md), each training step one domain's batch.
     "spottune_joint": dict(_SPOTTUNE_COMMON, policy="shared_trunk", joint_domains_per_step=1),
     "piggyback": PIGGYBACK_METHOD,
+    "nettailor": dict(NETTAILOR),
 }
 # What a method sets under one preset, over its own block (a recipe that needs other values there).
 _PRESET_METHOD = {("cpu_demo", "piggyback"): PIGGYBACK_BY_PRESET["cpu_demo"]}
@@ -110,6 +114,18 @@ _PRETRAIN = {
     "spottune_paper": _PAPER_PRETRAIN, "spottune_intended": _PAPER_PRETRAIN, "adapters_paper": _PAPER_PRETRAIN,
     "piggyback_paper": _PAPER_PRETRAIN,
 }
+
+
+def _add_preset(name: str, tables: dict) -> None:
+    """Register a preset kept in its own module (presets_<method>.py)."""
+    global PRESETS
+    PRESETS += (name,)
+    _PROTOCOL[name], _COMMON[name], _PER_DOMAIN[name] = tables["protocol"], tables["common"], {}
+    _EVAL_POLICY[name], _PRETRAIN[name] = tables["eval_policy"], tables["pretrain"]
+    _PRESET_METHOD.update({(name, method): values for method, values in tables["methods"].items()})
+
+
+_add_preset("nettailor_paper", nettailor_paper(_PAPER_OPTIONS, _PAPER_PRETRAIN))
 
 
 def _check_preset(preset: str) -> None:

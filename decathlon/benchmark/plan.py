@@ -18,6 +18,7 @@ from pathlib import Path
 
 from decathlon.data import SOURCE_DOMAIN, TARGET_DOMAINS, read_manifest, split_entry
 from decathlon.engine import JobSpec
+from decathlon.engine.teacher import TEACHER_METHOD
 from decathlon.benchmark.hparams_registry import hparams, joint_hparams, preset_protocol, pretrain_hparams
 from decathlon.methods import METHODS
 
@@ -67,12 +68,21 @@ def pretrain_folder(config: BenchmarkConfig) -> Path:
     return Path(config.out) / "pretrain" / name
 
 
+def planned_methods(methods) -> tuple:
+    """The run's methods, with the teacher method in front where a distilling method
+    (nettailor) needs it and the user did not select it: its jobs are then part of the
+    run (and of its tables) like any other, trained once and reused as teachers."""
+    distils = any(getattr(METHODS[m], "needs_teacher", False) for m in methods)
+    return ((TEACHER_METHOD,) if distils and TEACHER_METHOD not in methods else ()) + tuple(methods)
+
+
 def plan_jobs(config: BenchmarkConfig, backbone: Path) -> list:
     """Every job of the run, in a fixed order: one per (method, domain, seed), or for a
-    multi-domain method (spottune_joint) one per seed over all the run's domains."""
+    multi-domain method (spottune_joint) one per seed over all the run's domains. A
+    distilling method's job names its teacher: the finetune job of its domain and seed."""
     jobs = []
     for seed in range(config.seeds):
-        for method in config.methods:
+        for method in planned_methods(config.methods):
             joint = METHODS[method].multi_domain
             for domains in ([config.domains] if joint else [(d,) for d in config.domains]):
                 overrides = _known(config.overrides, method, domains[0], config.preset)
@@ -90,7 +100,18 @@ def plan_jobs(config: BenchmarkConfig, backbone: Path) -> list:
                                     cudnn_benchmark=config.cudnn_benchmark,
                                     run_dir=config.out, domains=domains if joint else (),
                                     extra=job_extra(config.preset, overrides)))
+    teachers = {(spec.domain, spec.seed): spec.out for spec in jobs if spec.method == TEACHER_METHOD}
+    for spec in jobs:
+        if getattr(METHODS[spec.method], "needs_teacher", False):
+            spec.teacher = teachers[(spec.domain, spec.seed)]
     return jobs
+
+
+def teacher_waves(jobs: list) -> tuple:
+    """(the jobs some other job learns from, the rest): the first wave must finish before
+    the second starts, whatever the number of processes."""
+    taught = {spec.teacher for spec in jobs if spec.teacher}
+    return [spec for spec in jobs if spec.out in taught], [spec for spec in jobs if spec.out not in taught]
 
 
 def domain_label(domains) -> str:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from decathlon.benchmark.hparams_registry import pretrain_hparams
 from decathlon.benchmark.plan import (BenchmarkConfig, check_data, check_overrides, default_out, job_extra,
-                                      plan_jobs, pretrain_folder, pretrain_overrides)
+                                      plan_jobs, pretrain_folder, pretrain_overrides, teacher_waves)
 from decathlon.data import SOURCE_DOMAIN
 from decathlon.engine import distributed, evaluate_backbone, pretrain, run_job
 from decathlon.inference import assemble_spottune, model_info
@@ -60,12 +60,13 @@ def run_benchmark(config: BenchmarkConfig) -> list:
     # The first process holds the run folder: a second run into it is refused, naming this one.
     with folder_lock(config.out, "run folder") if ctx.is_main else contextlib.nullcontext():
         jobs = plan_jobs(config, _backbone(config, manifest, ctx))
-        pending = [spec for spec in jobs[ctx.rank::ctx.world_size] if not is_done(spec.out)]
         per_device = config.jobs_per_device or default_jobs_per_device(ctx.device)
         threads = config.threads_per_job or max(1, torch.get_num_threads() // per_device)
         desc = f"jobs (rank {ctx.rank})" if ctx.distributed else "jobs"
-        run_jobs(pending, per_device, threads, desc, config.progress)
-        distributed.barrier(ctx)
+        for wave in teacher_waves(jobs):   # teachers (finetune jobs nettailor learns from) first
+            pending = [spec for spec in wave[ctx.rank::ctx.world_size] if not is_done(spec.out)]
+            run_jobs(pending, per_device, threads, desc, config.progress)
+            distributed.barrier(ctx)
         if ctx.is_main:
             export_models(jobs, Path(config.out) / "models")
     return [Path(spec.out) for spec in jobs]

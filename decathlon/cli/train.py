@@ -19,6 +19,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--domain", required=True, metavar="DOMAIN[,DOMAIN...]",
                         help=f"one of {', '.join(DOMAIN_NAMES)}; several for spottune_joint")
     parser.add_argument("--backbone", help="pretrained backbone.pt (from `python -m decathlon pretrain`)")
+    parser.add_argument("--teacher", metavar="JOB_DIR",
+                        help="nettailor: the finished finetune job (same domain, seed, protocol, width) it distils from")
     parser.add_argument("--protocol", choices=("train", "trainval"),
                         help="fit on train (score val and test) or on train+val (score test); default: the "
                              "preset's (trainval for spottune_paper); recorded")
@@ -45,7 +47,8 @@ def run(args) -> int:
                                 backbone=args.backbone, device=args.device, compile=args.compile,
                                 progress=not args.no_progress, resume=args.resume,
                                 **execution_options(args),
-                                domains=domains if joint else (), extra=job_extra(args.preset, overrides)))
+                                domains=domains if joint else (), extra=job_extra(args.preset, overrides),
+                                teacher=args.teacher))
         for evaluation in final["evaluations"][::len(final["evaluations"]) // len(domains)]:
             for split, result in evaluation["splits"].items():
                 if result["accuracy"] is not None:

@@ -40,6 +40,7 @@ from decathlon.engine.job_checks import (check_finite, check_seed, check_trainin
                                          finite_or_null)
 from decathlon.engine.results import final_splits, finish
 from decathlon.engine.step import LossMeter, configure_precision, make_step
+from decathlon.engine.teacher import teacher_arguments
 from decathlon.files import folder_lock
 from decathlon.jobdir import CHECKPOINT_FILE, append_record, truncate_records
 from decathlon.methods import get_method
@@ -68,10 +69,11 @@ class JobSpec:
     run_dir: str | None = None   # the benchmark run: a backbone under it is "pretrained by this run"
     domains: tuple = ()          # a multi-domain job's domains (then `domain` is their label)
     extra: dict = field(default_factory=dict)   # recorded as is (e.g. the preset name)
+    teacher: str | None = None   # a distilling method's teacher: a finished finetune job folder
 
     def identity(self) -> dict:
-        return {"method": self.method, "domain": self.domain, "protocol": self.protocol,
-                "seed": self.seed, "hparams": self.hparams}
+        return {"method": self.method, "domain": self.domain, "protocol": self.protocol, "seed": self.seed,
+                "hparams": self.hparams, **({"teacher": self.teacher} if self.teacher else {})}
 
     @property
     def trained_domains(self) -> tuple:
@@ -100,8 +102,9 @@ def _build_method(spec: JobSpec, method_cls, num_classes, ctx):
             raise ValueError(f"method {spec.method!r} starts from a pretrained backbone: pass --backbone "
                              f"(made by `python -m decathlon pretrain`)")
         backbone = load_backbone(spec.backbone, hp["width"], spec.run_dir)
+    teacher = teacher_arguments(spec, method_cls)
     torch.manual_seed(spec.seed)
-    method = method_cls(num_classes, hp, backbone and backbone["state"]).to(ctx.device)
+    method = method_cls(num_classes, hp, backbone and backbone["state"], **teacher).to(ctx.device)
     cuda = ctx.device.type == "cuda"
     if cuda:
         method = method.to(memory_format=torch.channels_last)
@@ -179,15 +182,17 @@ def _run_locked(spec: JobSpec, method_cls: type, manifest: dict, ctx, identity: 
     method, backbone = _build_method(spec, method_cls, classes if method_cls.multi_domain else classes[spec.domain],
                                      ctx)
     identity["backbone_sha256"] = backbone["provenance"]["sha256"] if backbone else None
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(method.optimizer, hp["lr_milestones"], hp["lr_gamma"])
     train_loader, epoch_images, eval_loaders = _loaders(spec, manifest, ctx, method_cls.multi_domain)
     # Each epoch is scored on val only: never on test (the protocol trap of picking by
     # test accuracy), and not at all under trainval, whose val is training data.
     monitored = {key: loader for key, loader in eval_loaders.items() if key[1] == "val"}
-    start_epoch = _resume(spec, method, scheduler, identity, ctx)
+    start_epoch, scheduler = _resume(spec, method, identity, ctx)
     step = make_step(method, ctx.device, _use_graphs(spec, ctx), hp["batch_size"])
     scores = {}
     for epoch in range(start_epoch, hp["epochs"]):
+        if method.begin_epoch(epoch):   # a new structure and optimizer: a new schedule and step
+            scheduler = lr_schedule(method.optimizer, hp, since=epoch)
+            step = make_step(method, ctx.device, _use_graphs(spec, ctx), hp["batch_size"])
         losses, seconds, trained_until = train_one_epoch(method, step, train_loader, epoch, spec, ctx)
         scheduler.step()
         scores, eval_seconds = evaluate_monitored(method, monitored, ctx)
@@ -202,26 +207,33 @@ def _run_locked(spec: JobSpec, method_cls: type, manifest: dict, ctx, identity: 
     return finish(spec, method, eval_loaders, scores, ctx, manifest, backbone, _execution(spec, ctx, step))
 
 
-def _resume(spec: JobSpec, method, scheduler, identity: dict, ctx) -> int:
-    """The first epoch to train: 0, or the one after the checkpoint's when resuming (the
-    checkpoint must be this job's); record lines past it are dropped."""
+def lr_schedule(optimizer, hp: dict, since: int = 0):
+    """x`lr_gamma` at each of `lr_milestones` (job epochs) after `since`, the optimizer's first."""
+    milestones = [m - since for m in hp["lr_milestones"] if m > since] if since else hp["lr_milestones"]
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, hp["lr_gamma"])
+
+
+def _resume(spec: JobSpec, method, identity: dict, ctx) -> tuple:
+    """(first epoch to train, lr schedule): 0, or the one after the checkpoint's when resuming
+    (the checkpoint must be this job's); record lines past it are dropped."""
     out = Path(spec.out)
-    path, start_epoch = out / CHECKPOINT_FILE, 0
+    path, start_epoch, scheduler = out / CHECKPOINT_FILE, 0, lr_schedule(method.optimizer, spec.hparams)
     if path.is_file() and not spec.resume:
         raise CheckpointError(f"{path}: this job already has a checkpoint; pass --resume to continue "
                               f"it or choose another output folder")
     if path.is_file():
         ckpt = load_checkpoint(path, "job")
         check_resumable(ckpt, path, identity)
-        method.load_state_dict(ckpt["method"])
+        method.load_state_dict(ckpt["method"])   # first: it may change the structure and optimizer
         method.optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler = lr_schedule(method.optimizer, spec.hparams)
         scheduler.load_state_dict(ckpt["scheduler"])
         _set_rng_state(ckpt["rng"])
         start_epoch = ckpt["epoch"] + 1
     out.mkdir(parents=True, exist_ok=True)
     if ctx.is_main:
         truncate_records(out, start_epoch)
-    return start_epoch
+    return start_epoch, scheduler
 
 
 def train_one_epoch(method, step, loader, epoch: int, spec: JobSpec, ctx) -> tuple:

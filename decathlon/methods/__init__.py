@@ -5,11 +5,13 @@ from decathlon.methods.plain import (BNAdapt, FeatureExtractor, Finetune, Parall
 from decathlon.methods.piggyback import Piggyback
 from decathlon.methods.spottune import RandomPolicy, SpotTune, SpotTuneGlobal
 from decathlon.methods.spottune_joint import SpotTuneJoint
+from decathlon.methods.nettailor import NetTailor
 
 METHODS = {cls.name: cls for cls in (
     Scratch, FeatureExtractor, Finetune, BNAdapt, SeriesAdapters, ParallelAdapters,
     SpotTune, SpotTuneGlobal, RandomPolicy, SpotTuneJoint,
     Piggyback,
+    NetTailor,
 )}
 
 

@@ -84,6 +84,14 @@ class Method(nn.Module):
     def use_eval_policy(self, policy: str | None) -> None:
         """Make `predict` use `policy` (one of `eval_policies()`)."""
 
+    def begin_epoch(self, epoch: int) -> bool:
+        """Called before each training epoch (also the first one after a resume). A method
+        whose structure changes between epochs (NetTailor prunes) does it here and returns
+        True once it has made a new optimizer: the engine then starts a new lr schedule at
+        this epoch and re-captures its step. Such a method also restores that structure in
+        `load_state_dict` from what its state dict holds."""
+        return False
+
     def domain_view(self, domain: str):
         """What evaluates one domain (predict, eval_stats, ...): the method itself here."""
         return self
@@ -97,6 +105,13 @@ class Method(nn.Module):
     def wrap(self, wrapper) -> None:
         """Train through `wrapper(train_net)` from now on (not a registered submodule)."""
         self.__dict__["_wrapped_net"] = wrapper(self.train_net)
+        self.__dict__.setdefault("_wrappers", []).append(wrapper)
+
+    def rewrap(self) -> None:
+        """Wrap `self.net` again in every wrapper so far (after it changed its structure)."""
+        self.__dict__.pop("_wrapped_net", None)
+        for wrapper in self.__dict__.pop("_wrappers", []):
+            self.wrap(wrapper)
 
     def update(self, *batch) -> dict:
         """One optimisation step on `batch` (images, labels; a multi-domain method's:

@@ -77,3 +77,29 @@ def test_job_folders_are_named_by_the_overrides_that_apply_to_each_method(tmp_pa
     assert pretrain_folder(config).name == "cpu_demo-seed0"
     bf16 = BenchmarkConfig(out=str(tmp_path), methods=("finetune",), overrides={"precision": "bf16"})
     assert pretrain_folder(bf16).name.startswith("cpu_demo-h")   # precision changes pretraining too
+
+
+def test_nettailor_runs_after_its_teacher_which_is_planned_once_and_never_retrained(
+        tiny_decathlon, tiny_backbone, tmp_path):
+    """--methods nettailor alone: the run adds the finetune job it learns from, runs it in
+    a first wave, and a second run (or one that also selects finetune) reuses it."""
+    from decathlon.benchmark import BenchmarkConfig, plan_jobs
+    from decathlon.benchmark.plan import teacher_waves
+
+    out = tmp_path / "run"
+    base = ["--data", str(tiny_decathlon), "--domains", "dtd", "--no-progress", "--device", "cpu",
+            "--hparam", "epochs=2", "--hparam", "prune_epoch=1", "--hparam", "batch_size=16",
+            "--hparam", "width=0.125", "--backbone", str(tiny_backbone), "--out", str(out),
+            "--results", str(tmp_path / "results")]
+    config = BenchmarkConfig(out=str(out), methods=("nettailor",), domains=("dtd",))
+    first, second = teacher_waves(plan_jobs(config, tiny_backbone))
+    assert [s.method for s in first] == ["finetune"] and [s.method for s in second] == ["nettailor"]
+    assert second[0].teacher == first[0].out
+    assert run_main([*base, "--methods", "nettailor"]) == 0
+    teacher = next(out.glob("jobs/*/finetune/dtd/seed0"))
+    student = json.loads(next(out.glob("jobs/*/nettailor/dtd/seed0/final.json")).read_text())
+    assert student["spec"]["teacher"] == str(teacher)
+    trained = (teacher / "final.json").stat().st_mtime_ns
+    assert run_main([*base, "--methods", "finetune,nettailor"]) == 0
+    assert (teacher / "final.json").stat().st_mtime_ns == trained
+    assert len(list(out.glob("jobs/*/finetune/*/*"))) == 1

@@ -114,3 +114,16 @@ def test_more_errors_a_user_can_fix_are_one_line(tiny_decathlon, tiny_backbone, 
     assert main([*base, "--out", str(tmp_path / "full")]) == 2
     assert capsys.readouterr().err == f"error: cannot write checkpoint {tmp_path / 'full' / 'checkpoint.pt'}: " \
                                       "No space left on device\n"
+
+
+def test_nettailor_without_a_finished_teacher_names_the_job_it_needs(tiny_decathlon, tiny_backbone, tmp_path,
+                                                                    capsys):
+    base = ["train", "--method", "nettailor", "--domain", "dtd", "--data", str(tiny_decathlon), "--backbone",
+            str(tiny_backbone), "--device", "cpu", "--no-progress", "--hparam", "width=0.125", "--hparam", "batch_size=8"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "finished finetune job of domain 'dtd', seed 0" in err and "--teacher" in err
+    (tmp_path / "teacher").mkdir()
+    assert main([*base, "--out", str(tmp_path / "b"), "--teacher", str(tmp_path / "teacher")]) == 2
+    assert f"teacher job {tmp_path / 'teacher'}: not finished" in capsys.readouterr().err

@@ -25,7 +25,10 @@ def _method(name, backbone_state, num_classes=3):
     if cls.multi_domain:
         hp = joint_hparams(name, JOINT_CLASSES, "cpu_demo", {"width": WIDTH, "lr": 0.01})
         num_classes = JOINT_CLASSES
-    return cls(num_classes, hp, backbone_state if cls.uses_backbone else None)
+    # A distilling method's teacher: a fine-tuned ResNet-26 of the domain's classes.
+    teacher = {"teacher_state": resnet26(num_classes, width=WIDTH).state_dict()} if getattr(
+        cls, "needs_teacher", False) else {}
+    return cls(num_classes, hp, backbone_state if cls.uses_backbone else None, **teacher)
 
 
 @pytest.mark.parametrize("name", list(METHODS))
