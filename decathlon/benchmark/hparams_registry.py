@@ -13,6 +13,7 @@ Presets (each also carries its protocol, see `preset_protocol`):
 - `adapters_paper`: the residual-adapter code's settings (lr 0.1, 120 epochs, x0.1 at 80 and
   x0.01 at 100, batch 128, train only), its per-group weight decay (3x3 convs 5e-4, 1x1
   convs 1e-4, the rest 5e-4, the values of its README's example), fp32.
+- `taps_paper`: the public TAPS code's recipe (decathlon/benchmark/presets_taps.py).
 Pretraining on imagenet12 has its own block per preset: for the paper presets the random
 64 crop + flip, centre 64 at test, of the code that made the public resnet26_pretrained.t7
 (the `adapters` augmentation); its schedule is our choice (the papers do not state it).
@@ -31,13 +32,15 @@ from __future__ import annotations
 import copy
 import json
 
+from decathlon.benchmark.presets_taps import TAPS_IN_PRESET, TAPS_METHOD, taps_paper_common
 from decathlon.data import CROP_ROUNDINGS, get_domain
 from decathlon.engine import PRECISIONS
+from decathlon.engine.trainer import LR_SCHEDULES
 
-PRESETS = ("cpu_demo", "spottune_paper", "spottune_intended", "adapters_paper")
+PRESETS = ("cpu_demo", "spottune_paper", "spottune_intended", "adapters_paper", "taps_paper")
 
 _PROTOCOL = {"cpu_demo": "train", "spottune_paper": "trainval", "spottune_intended": "trainval",
-             "adapters_paper": "train"}
+             "adapters_paper": "train", "taps_paper": "train"}
 
 _OPTIONS = dict(precision="fp32", weight_decay_3x3=None, weight_decay_1x1=None)
 # The demo's committed results were made with Python 3 rounding and full batches only.
@@ -54,6 +57,7 @@ _COMMON = {
     "adapters_paper": dict(_PAPER_OPTIONS, width=1.0, batch_size=128, epochs=120, lr=0.1, momentum=0.9,
                            lr_milestones=[80, 100], lr_gamma=0.1, weight_decay=5e-4, weight_decay_3x3=5e-4,
                            weight_decay_1x1=1e-4, augmentation="adapters", eval_batch_size=512),
+    "taps_paper": taps_paper_common(_PAPER_OPTIONS),
 }
 
 # The public SpotTune code's per-domain weight decay; every other domain uses 0.
@@ -64,10 +68,11 @@ _PER_DOMAIN = {
     "spottune_paper": {d: {"weight_decay": wd} for d, wd in _SPOTTUNE_WEIGHT_DECAY.items()},
     "spottune_intended": {d: {"weight_decay": wd} for d, wd in _SPOTTUNE_WEIGHT_DECAY.items()},
     "adapters_paper": {},
+    "taps_paper": {},
 }
 # The public SpotTune code samples its test-time decisions; the other presets report argmax.
 _EVAL_POLICY = {"cpu_demo": "argmax", "spottune_paper": "sample", "spottune_intended": "sample",
-                "adapters_paper": "argmax"}
+                "adapters_paper": "argmax", "taps_paper": "argmax"}
 
 _SPOTTUNE_COMMON = dict(policy_lr=0.01, policy_weight_decay=1e-3, temperature=5.0,
                         policy="per_domain", trunk_bn="per_domain", eval_policy=None, sample_draws=1, sample_seed=0)
@@ -88,7 +93,10 @@ _METHOD = {
     # One model over all the run's domains: a policy trunk shared by every domain (its BN
     # layers per domain, see docs/joint.md), each training step one domain's batch.
     "spottune_joint": dict(_SPOTTUNE_COMMON, policy="shared_trunk", joint_domains_per_step=1),
+    "taps": dict(TAPS_METHOD),
 }
+# A method's values under one preset (after its block): {preset: values} per method.
+_METHOD_IN_PRESET = {"taps": TAPS_IN_PRESET}
 # What may differ between the domains of one multi-domain job (the optimizer's per-group values).
 PER_DOMAIN_KEYS = ("lr", "weight_decay", "weight_decay_3x3", "weight_decay_1x1")
 
@@ -99,6 +107,7 @@ _PRETRAIN = {
     "cpu_demo": dict(_DEMO_OPTIONS, width=0.25, batch_size=64, epochs=8, lr=0.1, momentum=0.9, lr_milestones=[6],
                      lr_gamma=0.1, weight_decay=5e-4, augmentation="spottune", eval_batch_size=256),
     "spottune_paper": _PAPER_PRETRAIN, "spottune_intended": _PAPER_PRETRAIN, "adapters_paper": _PAPER_PRETRAIN,
+    "taps_paper": _PAPER_PRETRAIN,
 }
 
 
@@ -156,6 +165,7 @@ def hparams(method: str, domain: str, preset: str = "cpu_demo", overrides: dict 
         raise KeyError(f"unknown method {method!r}; valid methods: {', '.join(_METHOD)}")
     values = copy.deepcopy(_COMMON[preset])
     values.update(copy.deepcopy(_METHOD[method]))
+    values.update(copy.deepcopy(_METHOD_IN_PRESET.get(method, {}).get(preset, {})))
     if values.get("eval_policy", "") is None:
         values["eval_policy"] = _EVAL_POLICY[preset]
     values.update(_PER_DOMAIN[preset].get(domain, {}))
@@ -192,6 +202,9 @@ def _check_values(values: dict) -> dict:
     if values["precision"] not in PRECISIONS:
         raise ValueError(f"hyperparameter 'precision' is {values['precision']!r}; expected one of "
                          f"{', '.join(PRECISIONS)}")
+    if values.get("lr_schedule", "step") not in LR_SCHEDULES:
+        raise ValueError(f"hyperparameter 'lr_schedule' is {values['lr_schedule']!r}; expected one of "
+                         f"{', '.join(LR_SCHEDULES)}")
     if values["crop_rounding"] not in CROP_ROUNDINGS:
         raise ValueError(f"hyperparameter 'crop_rounding' is {values['crop_rounding']!r}; expected one of "
                          f"{', '.join(CROP_ROUNDINGS)}")

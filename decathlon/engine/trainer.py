@@ -45,6 +45,7 @@ from decathlon.jobdir import CHECKPOINT_FILE, append_record, truncate_records
 from decathlon.methods import get_method
 
 PROTOCOLS = {"train": ("train",), "trainval": ("train", "val")}
+LR_SCHEDULES = ("step", "cosine")
 PROGRESS_EVERY = 25   # steps between two reads of the running loss for the progress bar
 
 
@@ -179,7 +180,7 @@ def _run_locked(spec: JobSpec, method_cls: type, manifest: dict, ctx, identity: 
     method, backbone = _build_method(spec, method_cls, classes if method_cls.multi_domain else classes[spec.domain],
                                      ctx)
     identity["backbone_sha256"] = backbone["provenance"]["sha256"] if backbone else None
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(method.optimizer, hp["lr_milestones"], hp["lr_gamma"])
+    scheduler = lr_scheduler(method.optimizer, hp)
     train_loader, epoch_images, eval_loaders = _loaders(spec, manifest, ctx, method_cls.multi_domain)
     # Each epoch is scored on val only: never on test (the protocol trap of picking by
     # test accuracy), and not at all under trainval, whose val is training data.
@@ -200,6 +201,14 @@ def _run_locked(spec: JobSpec, method_cls: type, manifest: dict, ctx, identity: 
             _save_checkpoint(out / CHECKPOINT_FILE, identity, epoch, method, scheduler)
         distributed.barrier(ctx)
     return finish(spec, method, eval_loaders, scores, ctx, manifest, backbone, _execution(spec, ctx, step))
+
+
+def lr_scheduler(optimizer, hp: dict):
+    """Stepped per epoch: x lr_gamma at each of lr_milestones; or, with lr_schedule 'cosine'
+    (the TAPS code's), torch's cosine annealing to 0 over cosine_epochs (0: the job's epochs)."""
+    if hp.get("lr_schedule", "step") == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, hp["lr_milestones"], hp["lr_gamma"])
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, hp["cosine_epochs"] or hp["epochs"])
 
 
 def _resume(spec: JobSpec, method, scheduler, identity: dict, ctx) -> int:
@@ -229,6 +238,7 @@ def train_one_epoch(method, step, loader, epoch: int, spec: JobSpec, ctx) -> tup
     stay on the device and are read once, at the end (the progress bar reads them every
     PROGRESS_EVERY steps); a non-finite one stops the job."""
     loader.set_epoch(epoch)
+    method.set_epoch(epoch)
     began, meter, shown = time.perf_counter(), LossMeter(), spec.progress and ctx.is_main
     bar = tqdm(loader, desc=f"{spec.method}/{spec.domain} epoch {epoch + 1}/{spec.hparams['epochs']}",
                leave=False, disable=not shown)

@@ -4,10 +4,11 @@ from decathlon.methods.plain import (BNAdapt, FeatureExtractor, Finetune, Parall
                                      Scratch, SeriesAdapters)
 from decathlon.methods.spottune import RandomPolicy, SpotTune, SpotTuneGlobal
 from decathlon.methods.spottune_joint import SpotTuneJoint
+from decathlon.methods.taps import Taps
 
 METHODS = {cls.name: cls for cls in (
     Scratch, FeatureExtractor, Finetune, BNAdapt, SeriesAdapters, ParallelAdapters,
-    SpotTune, SpotTuneGlobal, RandomPolicy, SpotTuneJoint,
+    SpotTune, SpotTuneGlobal, RandomPolicy, SpotTuneJoint, Taps,
 )}
 
 

@@ -84,6 +84,9 @@ class Method(nn.Module):
     def use_eval_policy(self, policy: str | None) -> None:
         """Make `predict` use `policy` (one of `eval_policies()`)."""
 
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the engine before each training epoch (counted from 0), resumed ones too."""
+
     def domain_view(self, domain: str):
         """What evaluates one domain (predict, eval_stats, ...): the method itself here."""
         return self
