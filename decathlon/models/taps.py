@@ -7,7 +7,7 @@ backward the identity, so the score learns from ``sum(grad_W * delta)`` whether 
 is on or off (docs/reference.md, section 5.2). The delta starts at zero, so a fresh network
 computes the backbone's features whatever its gates say.
 
-The straight-through form is written as ``hard + score - score.detach()`` rather than
+The straight-through form is written as ``hard + (score - score.detach())`` rather than
 as a custom autograd Function: the same values and gradients, and nothing that a CUDA
 graph could not capture (no host read of the score, no data-dependent shape).
 """
@@ -23,7 +23,7 @@ from decathlon.models.resnet import ConvBN
 def straight_through_gate(score: torch.Tensor, threshold: float) -> torch.Tensor:
     """1.0 where score >= threshold, else 0.0; its gradient reaches `score` unchanged."""
     hard = (score >= threshold).to(score.dtype)
-    return hard + score - score.detach()
+    return hard + (score - score.detach())   # grouped: exactly hard (hard + score - score rounds)
 
 
 class GatedConv(nn.Module):
