@@ -7,7 +7,8 @@ Two ratios, each against a baseline timed in the same process, interleaved with 
   straight-through Gumbel decisions) over one of the ``finetune`` method, same batch, width
   and pretrained backbone. ``spottune_unfused`` (``SpotTuneNet(fused=False)``: the two
   branches as two blocks) is timed beside them for comparison. Target: spottune /
-  finetune <= 2.0x.
+  finetune <= 2.0x. ``taps`` (every convolution computed with its frozen weight plus its
+  gated delta, sparsity penalty included) is timed beside them too, with no target.
 - inference: ``SpotTuneNet.forward(routed=True)`` (each block runs only the branch each
   image takes) over ``routed=False`` (both branches, fused, mixed), policy network
   included, in eval mode under ``torch.no_grad``, with the decisions of a policy whose
@@ -121,12 +122,13 @@ def bench_training(args, device: torch.device) -> dict:
     state = backbone_state(args.width)
     x, y = batch(args, device, seed=1)
     sides = {}
-    for side in ("finetune", "spottune", "spottune_unfused"):
+    for side in ("finetune", "spottune", "spottune_unfused", "taps"):
         name = side.removesuffix("_unfused")
         torch.manual_seed(0)
         params = hparams(name, DOMAIN, "cpu_demo", {"width": args.width})
         method = prepared(METHODS[name](NUM_CLASSES, params, state), args, device)
         method.autocast = precision(args, device)
+        method.set_epoch(params["epochs"] - 1)   # the last epoch: every term of the loss on (taps' penalty)
         if side.endswith("_unfused"):
             method.net.spottune.fused = False
         # The engine's own step runners: eager, or replayed from a CUDA graph.
@@ -204,6 +206,8 @@ def markdown(report: dict) -> str:
                      f"{t['spottune']['median_ms']:.1f} | {t['ratio']:.2f}x ({t['ratio_per_round_median']:.2f}x) | <= {t['target']}x | {t['verdict']} |")
         lines.append(f"| training step: spottune_unfused / finetune | {t['finetune']['median_ms']:.1f} | "
                      f"{t['spottune_unfused']['median_ms']:.1f} | {t['other_ratios']['spottune_unfused']:.2f}x | | |")
+        lines.append(f"| training step: taps / finetune | {t['finetune']['median_ms']:.1f} | "
+                     f"{t['taps']['median_ms']:.1f} | {t['other_ratios']['taps']:.2f}x | | |")
     if i:
         other = next(name for name in i["other_ratios"])
         lines.append(f"| inference: routed ({i['routed_implementation']}) / dense, {100 * i['fraction_tuned']:.0f}% tuned, "
@@ -249,7 +253,8 @@ def main(argv=None) -> dict:
         print(f"training step  finetune {t['finetune']['median_ms']:8.1f} ms  spottune "
               f"{t['spottune']['median_ms']:8.1f} ms  ratio {t['ratio']:.2f}x [per round {t['ratio_per_round_median']:.2f}x] "
               f"(target <= {TRAIN_TARGET}x) {t['verdict']}  [unfused {t['spottune_unfused']['median_ms']:.1f} ms, "
-              f"{t['other_ratios']['spottune_unfused']:.2f}x]")
+              f"{t['other_ratios']['spottune_unfused']:.2f}x; taps {t['taps']['median_ms']:.1f} ms, "
+              f"{t['other_ratios']['taps']:.2f}x]")
     if args.only in (None, "inference"):
         report["inference"] = i = bench_inference(args, device)
         other = next(name for name in i["other_ratios"])
