@@ -7,7 +7,9 @@ Two ratios, each against a baseline timed in the same process, interleaved with 
   straight-through Gumbel decisions) over one of the ``finetune`` method, same batch, width
   and pretrained backbone. ``spottune_unfused`` (``SpotTuneNet(fused=False)``: the two
   branches as two blocks) is timed beside them for comparison. Target: spottune /
-  finetune <= 2.0x. ``piggyback`` (masked convolutions, Adam) is timed beside them too.
+  finetune <= 2.0x. ``piggyback`` (masked convolutions, Adam), ``taps`` (every convolution
+  computed with its frozen weight plus its gated delta, sparsity penalty included) and
+  ``nettailor`` (its distilling phase) are timed beside them too, with no target.
 - inference: ``SpotTuneNet.forward(routed=True)`` (each block runs only the branch each
   image takes) over ``routed=False`` (both branches, fused, mixed), policy network
   included, in eval mode under ``torch.no_grad``, with the decisions of a policy whose
@@ -121,7 +123,7 @@ def bench_training(args, device: torch.device) -> dict:
     state = backbone_state(args.width)
     x, y = batch(args, device, seed=1)
     sides = {}
-    for side in ("finetune", "spottune", "spottune_unfused", "piggyback", "nettailor"):
+    for side in ("finetune", "spottune", "spottune_unfused", "piggyback", "taps", "nettailor"):
         name = side.removesuffix("_unfused")
         torch.manual_seed(0)
         params = hparams(name, DOMAIN, "cpu_demo", {"width": args.width})
@@ -130,6 +132,8 @@ def bench_training(args, device: torch.device) -> dict:
                    if name == "nettailor" else {})
         method = prepared(METHODS[name](NUM_CLASSES, params, state, **teacher), args, device)
         method.autocast = precision(args, device)
+        if name == "taps":   # its last epoch: the sparsity penalty on (nettailor's would prune)
+            method.begin_epoch(params["epochs"] - 1)
         if side.endswith("_unfused"):
             method.net.spottune.fused = False
         # The engine's own step runners: eager, or replayed from a CUDA graph.
@@ -207,10 +211,9 @@ def markdown(report: dict) -> str:
                      f"{t['spottune']['median_ms']:.1f} | {t['ratio']:.2f}x ({t['ratio_per_round_median']:.2f}x) | <= {t['target']}x | {t['verdict']} |")
         lines.append(f"| training step: spottune_unfused / finetune | {t['finetune']['median_ms']:.1f} | "
                      f"{t['spottune_unfused']['median_ms']:.1f} | {t['other_ratios']['spottune_unfused']:.2f}x | | |")
-        lines.append(f"| training step: piggyback / finetune | {t['finetune']['median_ms']:.1f} | "
-                     f"{t['piggyback']['median_ms']:.1f} | {t['other_ratios']['piggyback']:.2f}x | | |")
-        lines.append(f"| training step: nettailor / finetune | {t['finetune']['median_ms']:.1f} | "
-                     f"{t['nettailor']['median_ms']:.1f} | {t['other_ratios']['nettailor']:.2f}x | | |")
+        for other in ("piggyback", "taps", "nettailor"):
+            lines.append(f"| training step: {other} / finetune | {t['finetune']['median_ms']:.1f} | "
+                         f"{t[other]['median_ms']:.1f} | {t['other_ratios'][other]:.2f}x | | |")
     if i:
         other = next(name for name in i["other_ratios"])
         lines.append(f"| inference: routed ({i['routed_implementation']}) / dense, {100 * i['fraction_tuned']:.0f}% tuned, "
@@ -256,8 +259,9 @@ def main(argv=None) -> dict:
         print(f"training step  finetune {t['finetune']['median_ms']:8.1f} ms  spottune "
               f"{t['spottune']['median_ms']:8.1f} ms  ratio {t['ratio']:.2f}x [per round {t['ratio_per_round_median']:.2f}x] "
               f"(target <= {TRAIN_TARGET}x) {t['verdict']}  [unfused {t['spottune_unfused']['median_ms']:.1f} ms, "
-              f"{t['other_ratios']['spottune_unfused']:.2f}x; piggyback {t['piggyback']['median_ms']:.1f} ms, "
-              f"{t['other_ratios']['piggyback']:.2f}x]")
+              f"{t['other_ratios']['spottune_unfused']:.2f}x; "
+              + "; ".join(f"{m} {t[m]['median_ms']:.1f} ms, {t['other_ratios'][m]:.2f}x"
+                          for m in ("piggyback", "taps", "nettailor")) + "]")
     if args.only in (None, "inference"):
         report["inference"] = i = bench_inference(args, device)
         other = next(name for name in i["other_ratios"])

@@ -8,6 +8,7 @@
     backbone.pt         a pretraining job's backbone
     spottune_domain.pt  what one SpotTune domain ships beside the shared backbone
     spottune_multidomain.pt   a whole multi-domain SpotTune model (joint jobs, assemble)
+    taps_domain.pt      what one TAPS domain ships: its gates and the deltas of its tuned layers
     imported.json       a job folder made by `decathlon import-spottune`, not by training
 
 Everything that reads job folders (the runner's skip of finished jobs, assemble, collect,
@@ -27,6 +28,7 @@ BACKBONE_FILE = "backbone.pt"
 DOMAIN_FILE = "spottune_domain.pt"
 MODEL_FILE = "spottune_multidomain.pt"
 PIGGYBACK_FILE = "piggyback_domain.pt"   # a piggyback job's bit-packed masks, BN layers, classifier
+TAPS_DOMAIN_FILE = "taps_domain.pt"
 IMPORTED_JOB_FILE = "imported.json"
 
 

@@ -18,6 +18,7 @@ Presets (each also carries its protocol, see `preset_protocol`):
   finetune as its baseline script, piggyback with its Adam rates): presets_piggyback.py.
 - `nettailor_paper`: NetTailor's public demo recipe, its teacher (finetune) included
   (decathlon/benchmark/presets_nettailor.py, docs/reference.md, section 5.3).
+- `taps_paper`: the public TAPS code's recipe (decathlon/benchmark/presets_taps.py).
 Pretraining on imagenet12 has its own block per preset: for the paper presets the random
 64 crop + flip, centre 64 at test, of the code that made the public resnet26_pretrained.t7
 (the `adapters` augmentation); its schedule is our choice (the papers do not state it).
@@ -36,15 +37,16 @@ from __future__ import annotations
 import copy
 import json
 
-from decathlon.benchmark.presets_piggyback import PIGGYBACK_BY_PRESET, PIGGYBACK_METHOD, PIGGYBACK_PAPER
-from decathlon.data import CROP_ROUNDINGS, get_domain
-from decathlon.engine import PRECISIONS
 from decathlon.benchmark.presets_nettailor import NETTAILOR, nettailor_paper
+from decathlon.benchmark.presets_piggyback import PIGGYBACK_BY_PRESET, PIGGYBACK_METHOD, PIGGYBACK_PAPER
+from decathlon.benchmark.presets_taps import TAPS_IN_PRESET, TAPS_METHOD, taps_paper_common
+from decathlon.data import CROP_ROUNDINGS, get_domain
+from decathlon.engine import LR_SCHEDULES, PRECISIONS
 
-PRESETS = ("cpu_demo", "spottune_paper", "spottune_intended", "adapters_paper", "piggyback_paper")
+PRESETS = ("cpu_demo", "spottune_paper", "spottune_intended", "adapters_paper", "piggyback_paper", "taps_paper")
 
 _PROTOCOL = {"cpu_demo": "train", "spottune_paper": "trainval", "spottune_intended": "trainval",
-             "adapters_paper": "train", "piggyback_paper": "train"}
+             "adapters_paper": "train", "piggyback_paper": "train", "taps_paper": "train"}
 
 _OPTIONS = dict(precision="fp32", weight_decay_3x3=None, weight_decay_1x1=None)
 # The demo's committed results were made with Python 3 rounding and full batches only.
@@ -62,6 +64,7 @@ _COMMON = {
                            lr_milestones=[80, 100], lr_gamma=0.1, weight_decay=5e-4, weight_decay_3x3=5e-4,
                            weight_decay_1x1=1e-4, augmentation="adapters", eval_batch_size=512),
     "piggyback_paper": dict(_PAPER_OPTIONS, **PIGGYBACK_PAPER),
+    "taps_paper": taps_paper_common(_PAPER_OPTIONS),
 }
 
 # The public SpotTune code's per-domain weight decay; every other domain uses 0.
@@ -73,10 +76,11 @@ _PER_DOMAIN = {
     "spottune_intended": {d: {"weight_decay": wd} for d, wd in _SPOTTUNE_WEIGHT_DECAY.items()},
     "adapters_paper": {},
     "piggyback_paper": {},
+    "taps_paper": {},
 }
 # The public SpotTune code samples its test-time decisions; the other presets report argmax.
 _EVAL_POLICY = {"cpu_demo": "argmax", "spottune_paper": "sample", "spottune_intended": "sample",
-                "adapters_paper": "argmax", "piggyback_paper": "argmax"}
+                "adapters_paper": "argmax", "piggyback_paper": "argmax", "taps_paper": "argmax"}
 
 _SPOTTUNE_COMMON = dict(policy_lr=0.01, policy_weight_decay=1e-3, temperature=5.0,
                         policy="per_domain", trunk_bn="per_domain", eval_policy=None, sample_draws=1, sample_seed=0)
@@ -98,10 +102,12 @@ _METHOD = {
     # layers per domain, see docs/joint.md), each training step one domain's batch.
     "spottune_joint": dict(_SPOTTUNE_COMMON, policy="shared_trunk", joint_domains_per_step=1),
     "piggyback": PIGGYBACK_METHOD,
+    "taps": dict(TAPS_METHOD),
     "nettailor": dict(NETTAILOR),
 }
 # What a method sets under one preset, over its own block (a recipe that needs other values there).
-_PRESET_METHOD = {("cpu_demo", "piggyback"): PIGGYBACK_BY_PRESET["cpu_demo"]}
+_PRESET_METHOD = {("cpu_demo", "piggyback"): PIGGYBACK_BY_PRESET["cpu_demo"],
+                  **{(preset, "taps"): values for preset, values in TAPS_IN_PRESET.items()}}
 # What may differ between the domains of one multi-domain job (the optimizer's per-group values).
 PER_DOMAIN_KEYS = ("lr", "weight_decay", "weight_decay_3x3", "weight_decay_1x1")
 
@@ -113,6 +119,7 @@ _PRETRAIN = {
                      lr_gamma=0.1, weight_decay=5e-4, augmentation="spottune", eval_batch_size=256),
     "spottune_paper": _PAPER_PRETRAIN, "spottune_intended": _PAPER_PRETRAIN, "adapters_paper": _PAPER_PRETRAIN,
     "piggyback_paper": _PAPER_PRETRAIN,
+    "taps_paper": _PAPER_PRETRAIN,
 }
 
 
@@ -219,6 +226,9 @@ def _check_values(values: dict) -> dict:
     if values["precision"] not in PRECISIONS:
         raise ValueError(f"hyperparameter 'precision' is {values['precision']!r}; expected one of "
                          f"{', '.join(PRECISIONS)}")
+    if values.get("lr_schedule", "step") not in LR_SCHEDULES:
+        raise ValueError(f"hyperparameter 'lr_schedule' is {values['lr_schedule']!r}; expected one of "
+                         f"{', '.join(LR_SCHEDULES)}")
     if values["crop_rounding"] not in CROP_ROUNDINGS:
         raise ValueError(f"hyperparameter 'crop_rounding' is {values['crop_rounding']!r}; expected one of "
                          f"{', '.join(CROP_ROUNDINGS)}")

@@ -39,6 +39,7 @@ from decathlon.engine.interleave import InterleavedLoader
 from decathlon.engine.job_checks import (check_finite, check_seed, check_training_length, data_identity,
                                          finite_or_null)
 from decathlon.engine.results import final_splits, finish
+from decathlon.engine.schedule import lr_schedule
 from decathlon.engine.step import LossMeter, configure_precision, make_step
 from decathlon.engine.teacher import teacher_arguments
 from decathlon.files import folder_lock
@@ -205,12 +206,6 @@ def _run_locked(spec: JobSpec, method_cls: type, manifest: dict, ctx, identity: 
             _save_checkpoint(out / CHECKPOINT_FILE, identity, epoch, method, scheduler)
         distributed.barrier(ctx)
     return finish(spec, method, eval_loaders, scores, ctx, manifest, backbone, _execution(spec, ctx, step))
-
-
-def lr_schedule(optimizer, hp: dict, since: int = 0):
-    """x`lr_gamma` at each of `lr_milestones` (job epochs) after `since`, the optimizer's first."""
-    milestones = [m - since for m in hp["lr_milestones"] if m > since] if since else hp["lr_milestones"]
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, hp["lr_gamma"])
 
 
 def _resume(spec: JobSpec, method, identity: dict, ctx) -> tuple:

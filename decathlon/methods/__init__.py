@@ -6,12 +6,11 @@ from decathlon.methods.piggyback import Piggyback
 from decathlon.methods.spottune import RandomPolicy, SpotTune, SpotTuneGlobal
 from decathlon.methods.spottune_joint import SpotTuneJoint
 from decathlon.methods.nettailor import NetTailor
+from decathlon.methods.taps import Taps
 
 METHODS = {cls.name: cls for cls in (
     Scratch, FeatureExtractor, Finetune, BNAdapt, SeriesAdapters, ParallelAdapters,
-    SpotTune, SpotTuneGlobal, RandomPolicy, SpotTuneJoint,
-    Piggyback,
-    NetTailor,
+    SpotTune, SpotTuneGlobal, RandomPolicy, SpotTuneJoint, Piggyback, Taps, NetTailor,
 )}
 
 

@@ -41,6 +41,8 @@ INCOMPLETE_COLUMNS = ["path", "method", "domain", "reason"]
 CURVE_COLUMNS = ["path", "preset", "protocol", "synthetic", "variant", "domain", "seed",
                  "epoch", "train_loss", "val_accuracy", "test_accuracy"]
 POLICY_COLUMNS = ["preset", "protocol", "synthetic", "variant", "split", "domain", "seed", "block", "fraction"]
+LAYER_COLUMNS = ["preset", "protocol", "synthetic", "backbone", "method", "variant", "domain", "seed", "layer",
+                 "tuned"]
 
 
 class CollectError(ValueError):
@@ -60,12 +62,15 @@ class Collection:
     incomplete: unfinished or unreadable job folders (path, method, domain, reason).
     curves: one row per job and epoch of record.jsonl (accuracies as fractions).
     policy: SpotTune's policy usage, one row per job, split and residual block (1-based).
+    layers: which layers a job tuned (its evaluation stats' `layer_gates`, e.g. TAPS's), one
+      row per job and gated layer (1-based, input first); tuned is 1 or 0.
     """
     run_dirs: tuple
     jobs: pd.DataFrame
     incomplete: pd.DataFrame
     curves: pd.DataFrame
     policy: pd.DataFrame
+    layers: pd.DataFrame
 
     def targets(self) -> pd.DataFrame:
         """Finished jobs of methods on target domains (what the tables rank); a method's own
@@ -110,7 +115,7 @@ def collect(run_dirs) -> Collection:
     run_dirs = tuple(Path(run) for run in ([run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs))
     if not run_dirs:
         raise CollectError("no run folder given")
-    jobs, incomplete, curves, policy = [], [], [], []
+    jobs, incomplete, curves, policy, layers = [], [], [], [], []
     for run in run_dirs:
         if not run.is_dir():
             raise CollectError(f"{run}: not a folder")
@@ -131,9 +136,11 @@ def collect(run_dirs) -> Collection:
             curves += _curve_rows(folder, {**rows[0], "domain": final["spec"]["domain"]})
             for row, evaluation in zip(rows, _evaluations(final)):
                 policy += _policy_rows(evaluation["splits"], row)
+                layers += _layer_rows(evaluation["splits"], row)
     return Collection(run_dirs, _sorted(pd.DataFrame(jobs, columns=JOB_COLUMNS)),
                       pd.DataFrame(incomplete, columns=INCOMPLETE_COLUMNS),
-                      pd.DataFrame(curves, columns=CURVE_COLUMNS), pd.DataFrame(policy, columns=POLICY_COLUMNS))
+                      pd.DataFrame(curves, columns=CURVE_COLUMNS), pd.DataFrame(policy, columns=POLICY_COLUMNS),
+                      pd.DataFrame(layers, columns=LAYER_COLUMNS))
 
 
 def _sorted(jobs: pd.DataFrame) -> pd.DataFrame:
@@ -247,3 +254,12 @@ def _policy_rows(splits: dict, job: dict) -> list:
             rows.append({**{key: job[key] for key in POLICY_COLUMNS if key in job},
                          "split": split, "block": block, "fraction": float(fraction)})
     return rows
+
+
+def _layer_rows(splits: dict, job: dict) -> list:
+    """Whether the job tuned each gated layer: the gates are the job's, not a split's, so
+    the first scored split that reports them is read."""
+    gates = next((entry["stats"]["layer_gates"] for _, entry in sorted(splits.items())
+                  if ((entry or {}).get("stats") or {}).get("layer_gates")), ())
+    return [{**{key: job[key] for key in LAYER_COLUMNS if key in job}, "layer": layer, "tuned": float(tuned)}
+            for layer, tuned in enumerate(gates, start=1)]

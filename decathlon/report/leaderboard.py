@@ -12,6 +12,7 @@ domains, the Decathlon score S and #par, each as mean and standard error over se
   synthetic data against THIS run's finetune errors (mean over seeds per domain), since
   the published errors are of another split or data. Without finetune jobs S is n/a.
 - On real test data the published rows stand beside ours (source "published").
+- A method that reports which layers it tuned (TAPS) gets a note: the number per domain.
 """
 from __future__ import annotations
 
@@ -116,6 +117,7 @@ def _leaderboard(collection, group, synthetic, preset, protocol, backbone, split
     if all(source.empty for source in sources.values()):
         notes.append(f"no finished pretraining job of preset {preset} scored on {split}: ImNet is empty "
                      "and not part of the mean or S")
+    notes += _tuned_layers_notes(collection.layers, synthetic, preset, protocol, backbone, variants)
     own_protocol = set(group["preset_protocol"].dropna()) - {protocol}
     if own_protocol:
         notes.append(f"preset {preset} reproduces protocol {', '.join(sorted(own_protocol))}; these jobs ran "
@@ -124,6 +126,22 @@ def _leaderboard(collection, group, synthetic, preset, protocol, backbone, split
     table = pd.DataFrame(cells, columns=CELL_COLUMNS).astype({"n": "Int64"})
     return Leaderboard(synthetic, preset, protocol, split, backbone, table, baseline,
                        tuple(d for d in PAPER_ORDER if d not in have), tuple(notes))
+
+
+def _tuned_layers_notes(layers: pd.DataFrame, synthetic, preset, protocol, backbone, variants) -> list:
+    """'taps: layers tuned per domain (of 25; mean over seeds): Airc 3, DTD 7' per variant
+    whose jobs report their layer gates."""
+    mine = layers[(layers["synthetic"] == synthetic) & (layers["preset"] == preset)
+                  & (layers["protocol"] == protocol) & (layers["backbone"] == backbone)]
+    notes = []
+    for variant in variants:
+        rows = mine[mine["variant"] == variant]
+        if rows.empty:
+            continue
+        tuned = rows.groupby(["domain", "seed"])["tuned"].sum().groupby("domain").mean()
+        counts = ", ".join(f"{get_domain(d).short} {tuned[d]:g}" for d in PAPER_ORDER if d in tuned.index)
+        notes.append(f"{variant}: layers tuned per domain (of {rows['layer'].max()}; mean over seeds): {counts}")
+    return notes
 
 
 def _baseline_errors(scored, column, sources: dict, published, split) -> tuple:

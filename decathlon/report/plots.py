@@ -5,6 +5,8 @@
   of images taking the fine-tuned block (mean over seeds), one per variant with usage;
   policy_<table>_compare.png: the argmax policies of every SpotTune variant side by side
   (per-domain spottune beside spottune_joint), where there are several.
+- <method>_layers_<preset>-<protocol>_<variant>.png: which layers a method that gates them
+  (TAPS) tuned, domain x layer, the fraction of seeds tuning it (taps_layers_*.png).
 - s_vs_par_<table>.png: S against #par per method; published rows as squares (real test).
 - curves_<preset>-<protocol>-<variant>.png: one grid per method variant, a row per domain:
   train loss and val/test accuracy per epoch, a line per seed (pretraining included).
@@ -70,7 +72,8 @@ def _policy_grid(usage: pd.DataFrame) -> pd.DataFrame:
     return grid.reindex([d for d in PAPER_ORDER if d in grid.index])
 
 
-def _policy_panel(ax, grid: pd.DataFrame, title: str):
+def _policy_panel(ax, grid: pd.DataFrame, title: str,
+                  xlabel: str = "residual block (1 = first block of the first stage)"):
     image = ax.imshow(grid.to_numpy(), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
     for (row, col), value in np.ndenumerate(grid.to_numpy()):
         if not np.isnan(value):
@@ -78,7 +81,7 @@ def _policy_panel(ax, grid: pd.DataFrame, title: str):
                     color="white" if value < 0.5 else "black")
     ax.set_xticks(range(grid.shape[1]), [str(b) for b in grid.columns])
     ax.set_yticks(range(grid.shape[0]), [get_domain(d).short for d in grid.index])
-    ax.set_xlabel("residual block (1 = first block of the first stage)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("domain")
     ax.set_title(title)
     return image
@@ -90,6 +93,17 @@ def plot_policy(usage: pd.DataFrame, title: str, path: Path) -> Path:
     fig = Figure(figsize=(max(8.0, 1.5 + 0.62 * grid.shape[1]), 2.0 + 0.5 * grid.shape[0]))
     ax = fig.add_subplot()
     fig.colorbar(_policy_panel(ax, grid, title), ax=ax, label="fraction fine-tuned (0 to 1)")
+    return _save(fig, path)
+
+
+def plot_layers(layers: pd.DataFrame, title: str, path: Path) -> Path:
+    """layers: rows of Collection.layers for one variant; the fraction of seeds that tuned
+    each layer of each domain (1: always, 0: shared with the backbone)."""
+    grid = _policy_grid(layers.rename(columns={"layer": "block", "tuned": "fraction"}))
+    fig = Figure(figsize=(max(8.0, 1.5 + 0.45 * grid.shape[1]), 2.0 + 0.5 * grid.shape[0]))
+    ax = fig.add_subplot()
+    image = _policy_panel(ax, grid, title, "gated layer (1 = the stem convolution, input first)")
+    fig.colorbar(image, ax=ax, label="fraction of seeds tuning the layer (0 to 1)")
     return _save(fig, path)
 
 
@@ -192,6 +206,13 @@ def write_plots(collection: Collection, out_dir) -> list:
                      "fraction of images taking the fine-tuned block (mean over seeds)")
             name = f"policy_{'synthetic-' if synthetic else ''}{preset}-{protocol}-{split}_compare.png"
             written.append(plot_policy_comparison(argmax, title, folder / name))
+    for (synthetic, preset, protocol, method, variant), layers in collection.layers.groupby(
+            keys[:3] + ["method", "variant"], sort=True):
+        title = (f"{_data_label(synthetic)} data · preset {preset} · protocol {protocol}\n"
+                 f"{variant}: layers tuned (1) or shared with the backbone (0), mean over "
+                 f"{layers['seed'].nunique()} seed(s)")
+        name = f"{method}_layers_{'synthetic-' if synthetic else ''}{preset}-{protocol}_{slug(variant)}.png"
+        written.append(plot_layers(layers, title, folder / name))
     for (synthetic, preset, protocol, variant), curves in collection.curves.groupby(keys[:3] + ["variant"],
                                                                                     sort=True):
         title = (f"{_data_label(synthetic)} data · {variant} · preset {preset} · protocol {protocol}: "
