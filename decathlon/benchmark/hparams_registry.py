@@ -43,8 +43,6 @@ from decathlon.benchmark.presets_taps import TAPS_IN_PRESET, TAPS_METHOD, taps_p
 from decathlon.data import CROP_ROUNDINGS, get_domain
 from decathlon.engine import LR_SCHEDULES, PRECISIONS
 
-PRESETS = ("cpu_demo", "spottune_paper", "spottune_intended", "adapters_paper", "piggyback_paper", "taps_paper")
-
 _PROTOCOL = {"cpu_demo": "train", "spottune_paper": "trainval", "spottune_intended": "trainval",
              "adapters_paper": "train", "piggyback_paper": "train", "taps_paper": "train"}
 
@@ -125,14 +123,13 @@ _PRETRAIN = {
 
 def _add_preset(name: str, tables: dict) -> None:
     """Register a preset kept in its own module (presets_<method>.py)."""
-    global PRESETS
-    PRESETS += (name,)
     _PROTOCOL[name], _COMMON[name], _PER_DOMAIN[name] = tables["protocol"], tables["common"], {}
     _EVAL_POLICY[name], _PRETRAIN[name] = tables["eval_policy"], tables["pretrain"]
     _PRESET_METHOD.update({(name, method): values for method, values in tables["methods"].items()})
 
 
 _add_preset("nettailor_paper", nettailor_paper(_PAPER_OPTIONS, _PAPER_PRETRAIN))
+PRESETS = tuple(_COMMON)   # every preset has its common block, those of presets_<method>.py included
 
 
 def _check_preset(preset: str) -> None:
