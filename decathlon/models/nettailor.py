@@ -26,11 +26,22 @@ from decathlon.models.resnet import ResNet, pool_features
 INPUT_SIZE = 64   # the public code's FLOP counts assume 64x64 images (its student_resnet_wide.py)
 
 
+class MaxPoolChannelsLast(nn.MaxPool2d):
+    """nn.MaxPool2d computed in channels_last on the CPU, its output in the input's layout:
+    the same maxima, and about 4x faster than torch 2.14's CPU kernel for contiguous
+    tensors at the proxies' shapes (where it took a fifth of a distilling step)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous():
+            return super().forward(x)
+        return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
 class Proxy(nn.Sequential):
     """[MaxPool2d(stride + 1, stride, stride // 2) when the resolution drops] -> 1x1 conv -> BN."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int):
-        pool = [nn.MaxPool2d(stride + 1, stride, stride // 2)] if stride > 1 else []
+        pool = [MaxPoolChannelsLast(stride + 1, stride, stride // 2)] if stride > 1 else []
         super().__init__(*pool, nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
 
 
@@ -60,6 +71,23 @@ class TailoredLayer(nn.Module):
             out = out + gates[j] * branch
         return F.relu(out)
 
+    def forward_with_local(self, ends: list) -> tuple:
+        """(forward(ends), forward of the detached ends), as the public code computes them by
+        calling the layer twice, with the frozen block run once. Its output on detached
+        inputs is its output detached: nothing in it learns. Its BN layers (in train mode,
+        as in the code) still update their running statistics twice, from the same batch
+        statistics, so the state matches the two calls exactly."""
+        gates, out, local = self.gates(), 0.0, 0.0
+        for j in self.kept:
+            if j == 0:
+                block = _twice_updating_stats(self.block, ends[0])
+                out, local = out + gates[0] * block, local + gates[0] * block.detach()
+            else:
+                proxy = self.proxies[str(j)]
+                local = local + gates[j] * proxy(ends[j - 1].detach())
+                out = out + gates[j] * proxy(ends[j - 1])
+        return F.relu(out), F.relu(local)
+
     def close(self, keep: list, remove: bool) -> None:
         self.keep.copy_(torch.tensor(keep, dtype=torch.bool))
         self.kept = [j for j, k in enumerate(keep) if k]
@@ -68,6 +96,27 @@ class TailoredLayer(nn.Module):
                 self.block = None
             for j in [j for j in range(1, len(keep)) if not keep[j] and str(j) in self.proxies]:
                 del self.proxies[str(j)]
+
+
+def _update_stats_again(bn: nn.BatchNorm2d, inputs: tuple, output: torch.Tensor) -> None:
+    """A forward hook: the running-statistics update a second identical call of `bn` makes
+    (the same kernel on the same input, so bit for bit), without its output."""
+    if not (bn.training and bn.track_running_stats):
+        return
+    with torch.no_grad():
+        bn.num_batches_tracked.add_(1)
+        momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+        torch.batch_norm_update_stats(inputs[0], bn.running_mean, bn.running_var, momentum)
+
+
+def _twice_updating_stats(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """block(x), with every BN inside it updating its running statistics as if called twice."""
+    hooks = [m.register_forward_hook(_update_stats_again) for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
+    try:
+        return block(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 class NetTailorNet(nn.Module):
@@ -107,8 +156,11 @@ class NetTailorNet(nn.Module):
         for layer in self.layers:
             recent = ends[::-1][:self.max_skip]
             if local:
-                locals_.append(layer([e.detach() for e in recent]))
-            ends.append(layer(recent))
+                out, local_out = layer.forward_with_local(recent)
+                locals_.append(local_out)
+            else:
+                out = layer(recent)
+            ends.append(out)
         logits = self.classifier(pool_features(ends[-1], self.head_bn))
         return (logits, locals_) if local else logits
 

@@ -7,7 +7,8 @@ import torch
 from decathlon.benchmark import hparams
 from decathlon.methods import get_method
 from decathlon.models import resnet26
-from decathlon.models.nettailor import NetTailorNet, prune_rule
+from decathlon.models.nettailor import MaxPoolChannelsLast, NetTailorNet, prune_rule
+from decathlon.models.resnet import pool_features
 
 WIDTH = 0.125
 
@@ -81,6 +82,48 @@ def test_frozen_weights_do_not_move_in_either_phase():
     assert all(torch.equal(v, teacher[k]) for k, v in method.teacher.state_dict().items())
 
 
+def _distil_as_the_public_code(net, x):
+    """The public code's forward (student_resnet_wide.py 132-145): every layer called twice,
+    on the detached ends and on the ends."""
+    ends, locals_ = [net.stem(x)], []
+    for layer in net.layers:
+        recent = ends[::-1][:net.max_skip]
+        locals_.append(layer([e.detach() for e in recent]))
+        ends.append(layer(recent))
+    return net.classifier(pool_features(ends[-1], net.head_bn)), locals_
+
+
+@pytest.mark.parametrize("pruned", [False, True])
+def test_distilling_forward_runs_each_block_once_and_matches_two_calls(pruned):
+    """Outputs, BN statistics and every gradient but the gates' bit for bit."""
+    ours, x = _student().train(), torch.randn(6, 3, 64, 64)
+    if pruned:
+        ours.prune(MASKS)
+    theirs = copy.deepcopy(ours)
+    calls = []
+    for layer in ours.layers:
+        if layer.block is not None:
+            layer.block.register_forward_hook(lambda *_: calls.append(1))
+    results = []
+    for net, forward in ((ours, lambda n: n(x, local=True)), (theirs, lambda n: _distil_as_the_public_code(n, x))):
+        logits, locals_ = forward(net)
+        (logits.square().sum() + sum(o.mean() for o in locals_)).backward()
+        results.append((logits, locals_, {n: p.grad for n, p in net.named_parameters() if p.grad is not None},
+                        net.state_dict()))
+    assert len(calls) == sum(layer.block is not None for layer in ours.layers)
+    (logits_a, locals_a, grads_a, state_a), (logits_b, locals_b, grads_b, state_b) = results
+    assert torch.equal(logits_a, logits_b) and all(map(torch.equal, locals_a, locals_b))
+    assert grads_a.keys() == grads_b.keys()
+    for name in grads_a:   # the gates sum the same terms in another order: equal to rounding
+        if name.endswith("gate_logits"):
+            torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-6, atol=1e-7)
+        else:
+            assert torch.equal(grads_a[name], grads_b[name]), name
+    assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    moved = [k for k in state_a if ".block." in k and k.endswith("running_mean")]
+    assert moved and not torch.equal(state_a[moved[0]], _student().state_dict()[moved[0]])
+
+
 def test_prune_rule_closes_the_weakest_blocks_and_proxies_under_the_threshold():
     net = _student()
     with torch.no_grad():
@@ -98,3 +141,11 @@ def test_nettailor_without_a_teacher_is_refused_by_name():
     hp = hparams("nettailor", "dtd", "cpu_demo", {"width": WIDTH})
     with pytest.raises(ValueError, match="--teacher"):
         get_method("nettailor")(3, hp, resnet26(7, width=WIDTH).state_dict())
+
+
+def test_the_proxies_channels_last_max_pool_equals_torchs():
+    x = torch.randn(4, 8, 16, 16, requires_grad=True)
+    ours, theirs = MaxPoolChannelsLast(3, 2, 1)(x), torch.nn.MaxPool2d(3, 2, 1)(x)
+    assert torch.equal(ours, theirs) and ours.is_contiguous()
+    (grad_ours,), (grad_theirs,) = (torch.autograd.grad(out.square().sum(), x) for out in (ours, theirs))
+    assert torch.equal(grad_ours, grad_theirs)
