@@ -18,7 +18,7 @@ from decathlon.data import PAPER_ORDER, get_domain
 from decathlon.report.leaderboard import SUMMARY_METRICS, Leaderboard, leaderboards
 
 DECIMALS = {"S": 0, "#par": 2}   # accuracies and their mean: 2
-WITHOUT_SE = ("#par",)            # shown as the mean over seeds only (its s.e. is in scores.csv)
+CONSTANT_WITHOUT_SE = ("#par",)   # "± 0.00" left out where the size is the same for every seed
 CSV_COLUMNS = ["data", "preset", "protocol", "backbone", "split", "method", "source", "metric", "mean", "se", "n"]
 
 
@@ -43,7 +43,7 @@ def display_table(board: Leaderboard) -> pd.DataFrame:
         for metric, header in headers.items():
             if metric in cells.index:
                 cell = cells.loc[metric]
-                n = 1 if metric in WITHOUT_SE else cell["n"]
+                n = 1 if metric in CONSTANT_WITHOUT_SE and not cell["se"] > 0 else cell["n"]
                 row[header] = format_cell(cell["mean"], cell["se"], n, DECIMALS.get(metric, 2))
             else:
                 row[header] = "n/a" if metric == "S" and ours else ""
