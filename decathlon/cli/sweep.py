@@ -10,8 +10,8 @@ jobs and resumes unfinished ones; other settings into the same folder are refuse
 """
 from __future__ import annotations
 
-from decathlon.benchmark import PRESETS, SAMPLERS, SEARCH_SPACES, SweepConfig, run_sweep
-from decathlon.cli.common import overrides_from, run_guarded
+from decathlon.benchmark import PRESETS, SAMPLERS, SEARCH_SPACES, SweepConfig, parse_overrides, run_sweep
+from decathlon.cli.common import run_guarded
 from decathlon.data import TARGET_DOMAINS, get_domain
 
 
@@ -74,11 +74,9 @@ def check_arguments(args, parser):
 
 
 def run(args) -> int:
-    args.precision = None   # overrides_from reads it; a sweep fixes precision with --hparam
-
     def launch():
         config = SweepConfig(args.data, args.out, args.methods, args.domains, args.preset, args.trials, args.seeds,
-                             args.sampler, args.sweep_seed, overrides_from(args), args.backbone, args.device,
+                             args.sampler, args.sweep_seed, parse_overrides(args.hparam), args.backbone, args.device,
                              not args.no_progress, args.jobs_per_device, args.threads_per_job)
         trials = run_sweep(config)
         print(f"sweep {config.out}: {len(trials)} trial(s) x {config.seeds} seed(s) finished; "
