@@ -35,6 +35,8 @@ def check_arguments(args, parser):
 def run(args) -> int:
     def choose_and_report():
         results = ensure_dir(args.results or Path("results") / args.sweep.resolve().name, "--results")
+        if args.out:   # checked before anything is chosen or run, not after
+            ensure_dir(args.out, "--out")
         selection, run_dir = select(args.sweep, args.out, device=args.device, progress=not args.no_progress,
                                     jobs_per_device=args.jobs_per_device, threads_per_job=args.threads_per_job)
         for ignored in selection["ignored"]:

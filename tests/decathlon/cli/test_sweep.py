@@ -91,6 +91,10 @@ def test_bad_sweep_input_is_one_line(tmp_path, capsys):
     except SystemExit as exit_:
         assert exit_.code == 2
     assert "'nettailor' cannot be swept" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["select", "--sweep", str(tmp_path), "--out", str(tmp_path / "file"),
+                 "--results", str(tmp_path / "results")]) == 2
+    assert capsys.readouterr().err == f"error: --out {tmp_path / 'file'}: is a file, expected a folder\n"
     (tmp_path / "sweep.json").write_text("{not json")
     assert main(["select", "--sweep", str(tmp_path)]) == 2
     err = capsys.readouterr().err
