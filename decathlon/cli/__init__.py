@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
-COMMANDS = ("download", "prepare", "verify", "run", "pretrain", "train", "collect", "score", "assemble", "predict",
-            "import-backbone", "import-spottune")
+COMMANDS = ("download", "prepare", "verify", "run", "sweep", "select", "pretrain", "train", "collect", "score",
+            "assemble", "predict", "import-backbone", "import-spottune")
 
 
 def build_parser() -> argparse.ArgumentParser:

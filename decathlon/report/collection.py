@@ -36,7 +36,7 @@ JOB_COLUMNS = ["path", "preset", "protocol", "method", "eval_policy", "options",
                "seed",
                "synthetic", "backbone", "preset_protocol", "val_accuracy", "test_accuracy", "val_images",
                "test_images", "test_predictions", "stored_total", "stored_classifier", "stored_shared",
-               "reference_parameters"]
+               "reference_parameters", "selection"]
 INCOMPLETE_COLUMNS = ["path", "method", "domain", "reason"]
 CURVE_COLUMNS = ["path", "preset", "protocol", "synthetic", "variant", "domain", "seed",
                  "epoch", "train_loss", "val_accuracy", "test_accuracy"]
@@ -87,6 +87,13 @@ def variant_name(method: str, eval_policy: str | None, options: str = "") -> str
     """'spottune (eval sample; precision=bf16)': the row label of a table."""
     details = "; ".join(part for part in ((eval_policy and f"eval {eval_policy}"), options) if part)
     return f"{method} ({details})" if details else method
+
+
+def selection_label(selection: dict) -> str:
+    """How a sweep's chosen job was chosen ('selected on val over 3 trials'), with the
+    overrides every trial had: its row is never pooled with the preset's own."""
+    fixed = options_label(selection.get("fixed"))
+    return f"selected on val over {selection.get('trials')} trials" + (f", {fixed}" if fixed else "")
 
 
 def options_label(overrides: dict | None) -> str:
@@ -213,14 +220,16 @@ def _job_rows(folder: Path, final: dict) -> list:
     spec = final["spec"]
     path_preset, path_protocol = _preset_protocol_from_path(folder)
     extra, stored = spec.get("extra") or {}, final.get("stored_parameters", {})
-    options = options_label(extra.get("overrides"))
+    selection = extra.get("selection")
+    options = selection_label(selection) if selection else options_label(extra.get("overrides"))
     overrides = tuple(sorted(f"{k}={json.dumps(v)}" for k, v in (extra.get("overrides") or {}).items()))
     common = {"path": str(folder), "preset": extra.get("preset", path_preset),
               "protocol": spec.get("protocol", path_protocol), "method": spec["method"], "options": options,
               "overrides": overrides,
               "seed": int(spec.get("seed", 0)), "synthetic": bool(final.get("synthetic")),
               "backbone": backbone_label(final.get("backbone")), "preset_protocol": extra.get("preset_protocol"),
-              "stored_shared": stored.get("shared", 0), "reference_parameters": final.get("reference_parameters")}
+              "stored_shared": stored.get("shared", 0), "reference_parameters": final.get("reference_parameters"),
+              "selection": (selection or {}).get("sweep", "")}
     rows = []
     for evaluation in _evaluations(final):
         policy, splits = evaluation.get("eval_policy"), evaluation.get("splits") or {}

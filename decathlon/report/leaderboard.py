@@ -118,6 +118,7 @@ def _leaderboard(collection, group, synthetic, preset, protocol, backbone, split
         notes.append(f"no finished pretraining job of preset {preset} scored on {split}: ImNet is empty "
                      "and not part of the mean or S")
     notes += _tuned_layers_notes(collection.layers, synthetic, preset, protocol, backbone, variants)
+    notes += _selection_notes(scored)
     own_protocol = set(group["preset_protocol"].dropna()) - {protocol}
     if own_protocol:
         notes.append(f"preset {preset} reproduces protocol {', '.join(sorted(own_protocol))}; these jobs ran "
@@ -126,6 +127,14 @@ def _leaderboard(collection, group, synthetic, preset, protocol, backbone, split
     table = pd.DataFrame(cells, columns=CELL_COLUMNS).astype({"n": "Int64"})
     return Leaderboard(synthetic, preset, protocol, split, backbone, table, baseline,
                        tuple(d for d in PAPER_ORDER if d not in have), tuple(notes))
+
+
+def _selection_notes(scored: pd.DataFrame) -> list:
+    """How the rows a sweep chose were chosen (decathlon.benchmark.selection)."""
+    sweeps = sorted(set(scored["selection"].dropna()) - {""})
+    return [f"rows 'selected on val over N trials': per domain, the settings of sweep {sweep} with the best mean val "
+            "accuracy over seeds (protocol train) among its N trials, then run as these jobs; kept apart from "
+            "the preset's own rows" for sweep in sweeps]
 
 
 def _tuned_layers_notes(layers: pd.DataFrame, synthetic, preset, protocol, backbone, variants) -> list:
