@@ -95,7 +95,7 @@ def leaderboard_table(board: Leaderboard) -> PageTable:
         cells = board.cells[board.cells["method"] == method].set_index("metric")
         ours = (cells["source"] == "ours").all()
         seeds = cells["n"].get("mean")
-        row = [Cell(method), Cell("", None) if pd.isna(seeds) else Cell(str(seeds), float(seeds))]
+        row = [Cell(method), Cell("") if pd.isna(seeds) else Cell(str(seeds), float(seeds))]
         for metric in (*PAPER_ORDER, *SUMMARY_METRICS):
             if metric in cells.index:
                 cell = cells.loc[metric]
