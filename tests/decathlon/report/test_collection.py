@@ -148,7 +148,7 @@ def test_cli_writes_everything_and_prints_the_leaderboard(tmp_path, capsys, monk
     assert "9 finished job(s), 1 incomplete" in printed
     assert "spottune/svhn/seed2" in printed
     assert {p.name for p in out.iterdir()} == {"leaderboard.md", "leaderboard.tex", "scores.csv", "plots",
-                                               "submissions"}
+                                               "index.html", "submissions"}
 
 
 def test_cli_refuses_a_folder_without_jobs(tmp_path, capsys):
