@@ -31,7 +31,7 @@ from decathlon.files import write_bytes_atomic
 from decathlon.report.collection import Collection
 from decathlon.report.leaderboard import SUMMARY_METRICS, Leaderboard, leaderboards
 from decathlon.report.reproduction import comparable, reproduction_frame
-from decathlon.report.tables import DECIMALS, WITHOUT_SE, caption, format_cell
+from decathlon.report.tables import DECIMALS, caption, format_cell, shown_seeds
 
 PAGE_NAME = "index.html"
 TEMPLATE = "page_template.html"
@@ -99,8 +99,7 @@ def leaderboard_table(board: Leaderboard) -> PageTable:
         for metric in (*PAPER_ORDER, *SUMMARY_METRICS):
             if metric in cells.index:
                 cell = cells.loc[metric]
-                row.append(_number_cell(cell["mean"], cell["se"], 1 if metric in WITHOUT_SE else cell["n"],
-                                        DECIMALS.get(metric, 2)))
+                row.append(_number_cell(cell["mean"], cell["se"], shown_seeds(metric, cell), DECIMALS.get(metric, 2)))
             else:
                 row.append(Cell("n/a" if metric == "S" and ours else ""))
         row += [_cost_cell(cells, key, decimals) for key, _, decimals in COST_COLUMNS]

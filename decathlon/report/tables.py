@@ -30,6 +30,11 @@ def format_cell(mean: float, se: float, n, decimals: int) -> str:
     return f"{text} ± {se:.{decimals}f}" if pd.notna(n) and n > 1 else text
 
 
+def shown_seeds(metric: str, cell) -> int:
+    """The n a cell is shown with: 1 (no ±) for a #par that is the same for every seed."""
+    return 1 if metric in CONSTANT_WITHOUT_SE and not cell["se"] > 0 else cell["n"]
+
+
 def display_table(board: Leaderboard) -> pd.DataFrame:
     """One formatted row per method: method, seeds, the ten domains (paper order), mean, S, #par."""
     headers = {metric: get_domain(metric).short for metric in PAPER_ORDER}
@@ -43,8 +48,7 @@ def display_table(board: Leaderboard) -> pd.DataFrame:
         for metric, header in headers.items():
             if metric in cells.index:
                 cell = cells.loc[metric]
-                n = 1 if metric in CONSTANT_WITHOUT_SE and not cell["se"] > 0 else cell["n"]
-                row[header] = format_cell(cell["mean"], cell["se"], n, DECIMALS.get(metric, 2))
+                row[header] = format_cell(cell["mean"], cell["se"], shown_seeds(metric, cell), DECIMALS.get(metric, 2))
             else:
                 row[header] = "n/a" if metric == "S" and ours else ""
         rows.append(row)
