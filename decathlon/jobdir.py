@@ -120,12 +120,13 @@ def write_config(folder, settings: dict) -> Path:
 
 
 def claim_run_config(folder, settings: dict, free_keys=()) -> Path:
-    """Write a run folder's config.yaml; a folder whose config.yaml holds other settings (any
-    key but `free_keys`, which only say how the run is executed) is refused, naming each
-    differing key: the run folder's jobs and tables belong to one set of settings."""
+    """Write a run folder's config.yaml; a folder that already holds work (a subfolder: jobs,
+    pretraining) under a config.yaml of other settings (any key but `free_keys`, which only
+    say how the run is executed) is refused, naming each differing key: the run folder's jobs
+    and tables belong to one set of settings."""
     path = Path(folder) / CONFIG_FILE
     new = json.loads(json.dumps(settings, allow_nan=False))
-    if path.is_file():
+    if path.is_file() and any(entry.is_dir() for entry in Path(folder).iterdir()):
         old = read_config_file(path)
         differ = [f"{key}: {json.dumps(old.get(key))} there, {json.dumps(new.get(key))} now"
                   for key in sorted(set(old) | set(new)) if key not in free_keys and old.get(key) != new.get(key)]
