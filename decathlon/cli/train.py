@@ -48,6 +48,7 @@ def run(args) -> int:
             raise ValueError(f"method {args.method!r} trains one domain per job; got --domain {args.domain}")
         hp = (joint_hparams(args.method, domains, args.preset, overrides) if joint
               else hparams(args.method, domains[0], args.preset, overrides))
+        check_resolved_hparams(args, hp)
         final = run_job(JobSpec(args.method, domain_label(domains), args.data, args.out, hp,
                                 protocol=args.protocol or preset_protocol(args.preset), seed=args.seed,
                                 backbone=args.backbone, device=args.device, compile=args.compile,

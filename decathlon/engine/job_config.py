@@ -21,4 +21,4 @@ def job_settings(spec) -> dict:
     return {**job, "data": str(spec.data), **preset, "hparams": dict(extra.get("overrides") or {}),
             "seed": spec.seed, "device": spec.device, "compile": spec.compile,
             "no_cuda_graphs": spec.cuda_graphs is False, "no_cudnn_benchmark": not spec.cudnn_benchmark,
-            "resolved_hparams": spec.hparams}
+            "no_progress": not spec.progress, "resolved_hparams": spec.hparams}
