@@ -84,7 +84,7 @@ def apply_config(args, parser: argparse.ArgumentParser, job: bool = False):
         parser.exit(2, f"error: {err}\n")
     missing = [action.option_strings[0] for dest, action in actions.items()
                if isinstance(getattr(args, dest, None), _Unset) and getattr(args, dest).required]
-    for dest, action in actions.items():
+    for dest in actions:
         if isinstance(getattr(args, dest, None), _Unset):
             setattr(args, dest, getattr(args, dest).value)
     if missing:
