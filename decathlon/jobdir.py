@@ -10,6 +10,9 @@
     spottune_multidomain.pt   a whole multi-domain SpotTune model (joint jobs, assemble)
     taps_domain.pt      what one TAPS domain ships: its gates and the deltas of its tuned layers
     imported.json       a job folder made by `decathlon import-spottune`, not by training
+    config.yaml         the job's settings as `decathlon train` (or `pretrain`) options: pass it
+                        back with --config to train the same job again; a run folder has one too,
+                        its `decathlon run` options (docs/config.md)
 
 Everything that reads job folders (the runner's skip of finished jobs, assemble, collect,
 the benchmarks) goes through these names and readers, as DomainBed's one reader of job
@@ -19,6 +22,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import yaml
+
+from decathlon.files import write_bytes_atomic
 
 RECORD_FILE = "record.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -30,6 +37,7 @@ MODEL_FILE = "spottune_multidomain.pt"
 PIGGYBACK_FILE = "piggyback_domain.pt"   # a piggyback job's bit-packed masks, BN layers, classifier
 TAPS_DOMAIN_FILE = "taps_domain.pt"
 IMPORTED_JOB_FILE = "imported.json"
+CONFIG_FILE = "config.yaml"
 
 
 def predictions_file(split: str, policy: str | None, reported: bool, domain: str | None = None) -> str:
@@ -78,3 +86,51 @@ def truncate_records(folder, epochs_kept: int) -> None:
     if path.is_file():
         lines = path.read_text().splitlines()[:epochs_kept]
         path.write_text("".join(line + "\n" for line in lines))
+
+
+def read_config_file(path) -> dict:
+    """A config file's mapping of option names to values (yaml.safe_load: no object is ever
+    built from a tag); a missing file, invalid YAML (with its line) or a file that is not a
+    mapping raises ValueError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot be read as a config file ({err})") from None
+    try:
+        settings = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path}{where}: invalid YAML: {problem}") from None
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict) or not all(isinstance(key, str) for key in settings):
+        raise ValueError(f"{path}: expected a mapping of option names to values, got {type(settings).__name__}")
+    return settings
+
+
+def write_config(folder, settings: dict) -> Path:
+    """<folder>/config.yaml, atomically, keys in the given order (tuples as lists)."""
+    plain = json.loads(json.dumps(settings, allow_nan=False))   # what JSON cannot hold, YAML readers choke on
+    return write_bytes_atomic(Path(folder) / CONFIG_FILE, yaml.safe_dump(plain, sort_keys=False))
+
+
+def claim_run_config(folder, settings: dict, free_keys=()) -> Path:
+    """Write a run folder's config.yaml; a folder that already holds work (a subfolder: jobs,
+    pretraining) under a config.yaml of other settings (any key but `free_keys`, which only
+    say how the run is executed) is refused, naming each differing key: the run folder's jobs
+    and tables belong to one set of settings."""
+    path = Path(folder) / CONFIG_FILE
+    new = json.loads(json.dumps(settings, allow_nan=False))
+    if path.is_file() and any(entry.is_dir() for entry in Path(folder).iterdir()):
+        old = read_config_file(path)
+        differ = [f"{key}: {json.dumps(old.get(key))} there, {json.dumps(new.get(key))} now"
+                  for key in sorted(set(old) | set(new)) if key not in free_keys and old.get(key) != new.get(key)]
+        if differ:
+            raise ValueError(f"{path}: this run folder was made with other settings ({'; '.join(differ)}); "
+                             f"rerun it with --config {path} or choose another --out")
+    return write_config(folder, new)

@@ -34,7 +34,7 @@ ALLOWED = {
     "baselines": {"decathlon.data"},
     "data_prep": DATA,
     "decathlon.models": set(),
-    "decathlon.jobdir": set(),
+    "decathlon.jobdir": LOW,   # atomic writes (decathlon.files)
     "decathlon.checkpoints": JOBDIR,
     "decathlon.methods": CHECKPOINTS,
     "decathlon.engine": METHODS,

@@ -33,13 +33,15 @@ from decathlon.data import SOURCE_DOMAIN
 from decathlon.engine import distributed, evaluate_backbone, pretrain, run_job
 from decathlon.inference import assemble_spottune, model_info
 from decathlon.checkpoints import load_backbone, save_atomic
-from decathlon.jobdir import BACKBONE_FILE, MODEL_FILE, is_done
+from decathlon.jobdir import BACKBONE_FILE, MODEL_FILE, claim_run_config, is_done
 from decathlon.files import folder_lock
 from decathlon.methods import get_method
 from decathlon.methods.spottune import SpotTune
 
 LARGE_GPU_GIB = 40   # a GPU with this much memory or more takes DEFAULT_LARGE_GPU_JOBS jobs at once
 DEFAULT_LARGE_GPU_JOBS = 4
+# `decathlon run` options that say how a run executes, not what it computes: a rerun may change them.
+EXECUTION_OPTIONS = ("out", "results", "device", "jobs_per_device", "threads_per_job", "no_progress")
 
 
 def default_jobs_per_device(device: torch.device) -> int:
@@ -51,14 +53,18 @@ def default_jobs_per_device(device: torch.device) -> int:
     return DEFAULT_LARGE_GPU_JOBS if memory_gib >= LARGE_GPU_GIB else 2
 
 
-def run_benchmark(config: BenchmarkConfig) -> list:
-    """Pretrain (or reuse) the backbone, then run or resume every job; returns the job folders."""
+def run_benchmark(config: BenchmarkConfig, settings: dict | None = None) -> list:
+    """Pretrain (or reuse) the backbone, then run or resume every job; returns the job folders.
+    `settings` (the command's options) are kept as <out>/config.yaml; a run folder made with
+    other settings is refused before anything runs."""
     check_overrides(config)
     ctx = distributed.init(config.device)
     manifest = check_data(config)
     config.out = config.out or default_out(config, manifest["synthetic"])
     # The first process holds the run folder: a second run into it is refused, naming this one.
     with folder_lock(config.out, "run folder") if ctx.is_main else contextlib.nullcontext():
+        if ctx.is_main and settings is not None:
+            claim_run_config(config.out, {**settings, "out": str(config.out)}, EXECUTION_OPTIONS)
         jobs = plan_jobs(config, _backbone(config, manifest, ctx))
         per_device = config.jobs_per_device or default_jobs_per_device(ctx.device)
         threads = config.threads_per_job or max(1, torch.get_num_threads() // per_device)

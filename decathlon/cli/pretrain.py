@@ -6,10 +6,16 @@ job's record and checkpoint beside it, so an interrupted pretraining resumes).
 from __future__ import annotations
 
 from decathlon.cli.common import add_common_arguments, execution_options, overrides_from, run_guarded
+from decathlon.cli.config_file import add_config_argument, apply_config, check_resolved_hparams
 
 
 def add_arguments(parser) -> None:
     add_common_arguments(parser)
+    add_config_argument(parser)   # last: it takes over the defaults of every option above
+
+
+def check_arguments(args, parser):
+    return apply_config(args, parser, job=True)
 
 
 def run(args) -> int:
@@ -19,7 +25,9 @@ def run(args) -> int:
 
     def job():
         overrides = overrides_from(args)
-        path = pretrain(args.data, args.out, pretrain_hparams(args.preset, overrides), job_extra(args.preset, overrides),
+        hp = pretrain_hparams(args.preset, overrides)
+        check_resolved_hparams(args, hp)
+        path = pretrain(args.data, args.out, hp, job_extra(args.preset, overrides),
                         args.seed, args.device, args.compile, not args.no_progress, args.resume,
                         **execution_options(args))
         print(f"backbone written to {path}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from decathlon.benchmark import PRESETS, BenchmarkConfig, run_benchmark
 from decathlon.cli.common import add_execution_arguments, error_line, execution_options, overrides_from
+from decathlon.cli.config_file import add_config_argument, apply_config, settings_of
 from decathlon.data import TARGET_DOMAINS, get_domain
 from decathlon.engine import distributed
 from decathlon.files import ensure_dir
@@ -36,8 +37,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", default="data/synthetic", help="prepared shard folder (default: %(default)s)")
     parser.add_argument("--methods", default="all", help=f"comma-separated, or all: {', '.join(METHODS)}")
     parser.add_argument("--domains", default="all", help="comma-separated target domains, or all nine")
-    parser.add_argument("--config", default="cpu_demo", choices=PRESETS,
-                        help="hyperparameter preset: the CPU demo or a paper's protocol (default: %(default)s)")
+    parser.add_argument("--preset", default="cpu_demo", choices=PRESETS,
+                        help="hyperparameter preset: the CPU demo or a paper's protocol (default: %(default)s); "
+                             "--config PRESET is the same")
     parser.add_argument("--protocol", choices=("train", "trainval"),
                         help="fit on train and score val+test, or fit on train+val and score test; default: "
                              "the preset's own (trainval for spottune_paper and spottune_intended, else train)")
@@ -56,10 +58,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads-per-job", type=int,
                         help="torch CPU threads of each job (default: the process's threads shared out evenly)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_argument(parser)   # last: it takes over the defaults of every option above
 
 
 def check_arguments(args, parser) -> argparse.Namespace:
     """The checks argparse cannot make itself (names, ranges); a failure is a usage error."""
+    args = apply_config(args, parser)
     try:
         args.methods = _names(args.methods, tuple(METHODS), get_method)
         args.domains = _names(args.domains, TARGET_DOMAINS, get_domain)
@@ -83,14 +87,14 @@ def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
 def run(args) -> int:
     """`decathlon run`: the benchmark, then the report."""
     try:
-        config = BenchmarkConfig(args.data, args.out, args.methods, args.domains, args.config, args.protocol,
+        config = BenchmarkConfig(args.data, args.out, args.methods, args.domains, args.preset, args.protocol,
                                  args.seeds, args.device, overrides_from(args), args.compile, not args.no_progress,
                                  **execution_options(args),
                                  jobs_per_device=args.jobs_per_device, threads_per_job=args.threads_per_job,
                                  backbone=args.backbone)
         if args.results:   # checked before hours of training, not after
             ensure_dir(args.results, "--results")
-        run_benchmark(config)
+        run_benchmark(config, {**settings_of(args), "protocol": config.protocol})
         if distributed.init(args.device).is_main:
             report([Path(config.out)], ensure_dir(args.results or Path("results") / Path(config.out).name,
                                                   "--results"))

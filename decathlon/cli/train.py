@@ -9,6 +9,7 @@ job continues with --resume. Runs data-parallel under torchrun.
 from __future__ import annotations
 
 from decathlon.cli.common import add_common_arguments, execution_options, overrides_from, run_guarded
+from decathlon.cli.config_file import add_config_argument, apply_config, check_resolved_hparams
 from decathlon.data import DOMAIN_NAMES
 
 
@@ -25,6 +26,11 @@ def add_arguments(parser) -> None:
                         help="fit on train (score val and test) or on train+val (score test); default: the "
                              "preset's (trainval for spottune_paper); recorded")
     add_common_arguments(parser)
+    add_config_argument(parser)   # last: it takes over the defaults of every option above
+
+
+def check_arguments(args, parser):
+    return apply_config(args, parser, job=True)
 
 
 def run(args) -> int:
@@ -42,6 +48,7 @@ def run(args) -> int:
             raise ValueError(f"method {args.method!r} trains one domain per job; got --domain {args.domain}")
         hp = (joint_hparams(args.method, domains, args.preset, overrides) if joint
               else hparams(args.method, domains[0], args.preset, overrides))
+        check_resolved_hparams(args, hp)
         final = run_job(JobSpec(args.method, domain_label(domains), args.data, args.out, hp,
                                 protocol=args.protocol or preset_protocol(args.preset), seed=args.seed,
                                 backbone=args.backbone, device=args.device, compile=args.compile,

@@ -38,12 +38,13 @@ from decathlon.engine.evaluation import evaluate
 from decathlon.engine.interleave import InterleavedLoader
 from decathlon.engine.job_checks import (check_finite, check_seed, check_training_length, data_identity,
                                          finite_or_null)
+from decathlon.engine.job_config import job_settings
 from decathlon.engine.results import final_splits, finish
 from decathlon.engine.schedule import lr_schedule
 from decathlon.engine.step import LossMeter, configure_precision, make_step
 from decathlon.engine.teacher import teacher_arguments
 from decathlon.files import folder_lock
-from decathlon.jobdir import CHECKPOINT_FILE, append_record, truncate_records
+from decathlon.jobdir import CHECKPOINT_FILE, append_record, truncate_records, write_config
 from decathlon.methods import get_method
 
 PROTOCOLS = {"train": ("train",), "trainval": ("train", "val")}
@@ -228,6 +229,7 @@ def _resume(spec: JobSpec, method, identity: dict, ctx) -> tuple:
     out.mkdir(parents=True, exist_ok=True)
     if ctx.is_main:
         truncate_records(out, start_epoch)
+        write_config(out, job_settings(spec))   # the job's options: `decathlon train --config` runs it again
     return start_epoch, scheduler
 
 
