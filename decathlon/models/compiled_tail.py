@@ -18,6 +18,10 @@ up to the order of the summation. The compiled tail runs where gradients are on
 (training): with ``dynamic=False`` each new shape compiles once, and a job's training
 meets three stage shapes at most twice (the full and the last batch), within dynamo's
 recompile limit; evaluation, with its other batch sizes, keeps the eager tail.
+
+The default stays 'eager': on a CPU the compiled tail saves a few percent of a step, which
+does not pay back its compile time within a cpu_demo job (results/bench/models_cpu.md);
+``bench/gpu_checks.sh`` measures it on a GPU.
 """
 from __future__ import annotations
 
