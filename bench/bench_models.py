@@ -7,9 +7,12 @@ Two ratios, each against a baseline timed in the same process, interleaved with 
   straight-through Gumbel decisions) over one of the ``finetune`` method, same batch, width
   and pretrained backbone. ``spottune_unfused`` (``SpotTuneNet(fused=False)``: the two
   branches as two blocks) is timed beside them for comparison. Target: spottune /
-  finetune <= 2.0x. ``piggyback`` (masked convolutions, Adam), ``taps`` (every convolution
-  computed with its frozen weight plus its gated delta, sparsity penalty included) and
-  ``nettailor`` (its distilling phase) are timed beside them too, with no target.
+  finetune <= 2.0x. ``spottune_compiled_tail`` (``tail="compiled"``: the fused block's tail
+  compiled by torch.compile) is timed beside them, with its compile time and the steps it
+  needs to pay that back (``_compiled_tail.py``). ``piggyback`` (masked convolutions,
+  Adam), ``taps`` (every convolution computed with its frozen weight plus its gated delta,
+  sparsity penalty included) and ``nettailor`` (its distilling phase) are timed beside
+  them too, with no target.
 - inference: ``SpotTuneNet.forward(routed=True)`` (each block runs only the branch each
   image takes) over ``routed=False`` (both branches, fused, mixed), policy network
   included, in eval mode under ``torch.no_grad``, with the decisions of a policy whose
@@ -42,7 +45,9 @@ from pathlib import Path
 
 import torch
 
+import _compiled_tail
 from _common import FixedDecisions, backbone_state, machine_info, synchronize
+from _models_markdown import markdown
 from decathlon.benchmark import hparams
 from decathlon.engine.step import EagerStep, GraphedStep
 from decathlon.engine import autocast_for
@@ -119,27 +124,39 @@ def batch(args, device: torch.device, seed: int) -> tuple:
     return (x.contiguous(memory_format=torch.channels_last) if args.channels_last else x), y
 
 
+def training_method(side: str, args, device: torch.device, state: dict):
+    """The method a side of the training comparison times, on the device, in its precision."""
+    name = side.removesuffix("_unfused").removesuffix("_compiled_tail")
+    torch.manual_seed(0)
+    tail = {"tail": "compiled"} if side.endswith("_compiled_tail") else {}
+    params = hparams(name, DOMAIN, "cpu_demo", {"width": args.width, **tail})
+    # nettailor's distilling phase (its costlier one): its teacher is a fine-tuned ResNet-26.
+    teacher = ({"teacher_state": resnet26(NUM_CLASSES, width=args.width).state_dict()}
+               if name == "nettailor" else {})
+    method = prepared(METHODS[name](NUM_CLASSES, params, state, **teacher), args, device)
+    method.autocast = precision(args, device)
+    if name == "taps":   # its last epoch: the sparsity penalty on (nettailor's would prune)
+        method.begin_epoch(params["epochs"] - 1)
+    if side.endswith("_unfused"):
+        method.net.spottune.fused = False
+    return method
+
+
 def bench_training(args, device: torch.device) -> dict:
     state = backbone_state(args.width)
     x, y = batch(args, device, seed=1)
     sides = {}
-    for side in ("finetune", "spottune", "spottune_unfused", "piggyback", "taps", "nettailor"):
-        name = side.removesuffix("_unfused")
-        torch.manual_seed(0)
-        params = hparams(name, DOMAIN, "cpu_demo", {"width": args.width})
-        # nettailor's distilling phase (its costlier one): its teacher is a fine-tuned ResNet-26.
-        teacher = ({"teacher_state": resnet26(NUM_CLASSES, width=args.width).state_dict()}
-                   if name == "nettailor" else {})
-        method = prepared(METHODS[name](NUM_CLASSES, params, state, **teacher), args, device)
-        method.autocast = precision(args, device)
-        if name == "taps":   # its last epoch: the sparsity penalty on (nettailor's would prune)
-            method.begin_epoch(params["epochs"] - 1)
-        if side.endswith("_unfused"):
-            method.net.spottune.fused = False
+    for side in ("finetune", "spottune", "spottune_unfused", "spottune_compiled_tail", "piggyback", "taps",
+                 "nettailor"):
+        if side.endswith("_compiled_tail"):   # what compiling costs, on fresh methods, before any timing
+            compile_s = _compiled_tail.compile_seconds(
+                lambda: partial(EagerStep(training_method(side, args, device, state)), x, y), device, synchronize)
+        method = training_method(side, args, device, state)
         # The engine's own step runners: eager, or replayed from a CUDA graph.
         sides[side] = partial(GraphedStep(method) if args.graphs else EagerStep(method), x, y)
     times = interleaved(sides, device, args.warmup, args.rounds, args.steps)
-    return compare(times, "finetune", "spottune", args.steps, TRAIN_TARGET)
+    training = compare(times, "finetune", "spottune", args.steps, TRAIN_TARGET)
+    return _compiled_tail.with_break_even(training, compile_s, DOMAIN)
 
 
 def half_tuned_net(args, device: torch.device) -> tuple:
@@ -192,39 +209,6 @@ def bench_inference(args, device: torch.device) -> dict:
             "max_abs_diff": max_diff, "auto_picks": "routed" if routing_pays(x) else "dense"}
 
 
-def markdown(report: dict) -> str:
-    m, c = report["machine"], report["config"]
-    options = ", ".join(k for k in ("bf16", "channels_last", "graphs") if c[k]) or "float32"
-    lines = [f"# Model benchmark ({m['device']})", "",
-             f"{m['date']}; {m['device_name']}; torch {m['torch']}; {m['cpu_count']} CPUs, "
-             f"{m['torch_threads']} torch threads; load average (1 min) "
-             f"{m.get('load_average_1m_before', float('nan')):.2f} before, "
-             f"{m.get('load_average_1m_after', float('nan')):.2f} after.", "",
-             f"ResNet-26 width {c['width']}, batch {c['batch']} of 3x{c['size']}x{c['size']}, {options}; "
-             f"{c['warmup']} warm-up calls, then {c['rounds']} alternating rounds of {c['steps']} "
-             f"timed call(s) per side; medians, ratio of the medians (per-round median ratio in brackets).", "",
-             "| comparison | baseline (ms) | method (ms) | ratio | target | |",
-             "|---|---:|---:|---:|---:|---|"]
-    t, i = report.get("training"), report.get("inference")
-    if t:
-        lines.append(f"| training step: spottune / finetune | {t['finetune']['median_ms']:.1f} | "
-                     f"{t['spottune']['median_ms']:.1f} | {t['ratio']:.2f}x ({t['ratio_per_round_median']:.2f}x) | <= {t['target']}x | {t['verdict']} |")
-        lines.append(f"| training step: spottune_unfused / finetune | {t['finetune']['median_ms']:.1f} | "
-                     f"{t['spottune_unfused']['median_ms']:.1f} | {t['other_ratios']['spottune_unfused']:.2f}x | | |")
-        for other in ("piggyback", "taps", "nettailor"):
-            lines.append(f"| training step: {other} / finetune | {t['finetune']['median_ms']:.1f} | "
-                         f"{t[other]['median_ms']:.1f} | {t['other_ratios'][other]:.2f}x | | |")
-    if i:
-        other = next(name for name in i["other_ratios"])
-        lines.append(f"| inference: routed ({i['routed_implementation']}) / dense, {100 * i['fraction_tuned']:.0f}% tuned, "
-                     f"policy included; routed=None picks {i['auto_picks']} | "
-                     f"{i['dense']['median_ms']:.1f} | {i['routed']['median_ms']:.1f} | "
-                     f"{i['ratio']:.2f}x ({i['ratio_per_round_median']:.2f}x) | <= {i['target']}x | {i['verdict']} |")
-        lines.append(f"| inference: {other} / dense | {i['dense']['median_ms']:.1f} | {i[other]['median_ms']:.1f} | "
-                     f"{i['other_ratios'][other]:.2f}x | | |")
-    return "\n".join(lines) + "\n"
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -262,6 +246,7 @@ def main(argv=None) -> dict:
               f"{t['other_ratios']['spottune_unfused']:.2f}x; "
               + "; ".join(f"{m} {t[m]['median_ms']:.1f} ms, {t['other_ratios'][m]:.2f}x"
                           for m in ("piggyback", "taps", "nettailor")) + "]")
+        print(_compiled_tail.summary_line(t))
     if args.only in (None, "inference"):
         report["inference"] = i = bench_inference(args, device)
         other = next(name for name in i["other_ratios"])

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One prepared run of every GPU check, for a lent GPU machine (python3 with torch there):
-# the CUDA-only tests, bench_gpu.py and bench_protocol.py, outputs into ${OUT:-results/bench}.
+# the CUDA-only tests, bench_gpu.py, bench_protocol.py and bench_models.py's training step at
+# full width (SpotTune's compiled tail against the eager one, with its compile time and
+# break-even), outputs into ${OUT:-results/bench}.
 # pycocotools (for preparing the synthetic data) from wheels in .whl/ when given.
 set -u
 OUT=${OUT:-results/bench}
@@ -13,9 +15,11 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 timeout "${TESTS_S:-90}" python3 -m pytest -q -p no:cacheprovider -k "cuda or graph" \
-    tests/decathlon/engine/test_step.py tests/decathlon/models/test_fused.py \
+    tests/decathlon/engine/test_step.py tests/decathlon/models/test_fused.py tests/decathlon/models/test_compiled_tail.py \
     tests/decathlon/data/test_loader.py tests/decathlon/data/test_transforms.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 timeout "${GPU_S:-150}" python3 bench/bench_gpu.py --no-compile --seconds "${PART_S:-4}" --budget "${GPU_BUDGET:-130}" \
     --out-dir "$OUT" 2>&1 | tail -45
 timeout "${PROTOCOL_S:-300}" python3 bench/bench_protocol.py --scale "${SCALE:-16}" --epochs 3 --out-dir "$OUT" \
     --data-root /tmp/decathlon-bench 2>&1 | tail -40
+timeout "${MODELS_S:-240}" python3 bench/bench_models.py --device cuda --width 1 --batch 128 --channels-last --graphs \
+    --only training --rounds 8 --out "$OUT/models_cuda.json" 2>&1 | tail -8

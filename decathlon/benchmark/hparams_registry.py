@@ -30,7 +30,9 @@ evaluation: draws averaged, from a fixed seed), `weight_decay_3x3` / `weight_dec
 (None: the same as `weight_decay`), `crop_rounding` (how a centre crop's offset rounds a
 half: 'half_away' as Python 2, under which the public codes ran, in the paper presets;
 'half_even' as Python 3 in cpu_demo) and `drop_last` (skip each epoch's last, shorter
-training batch: off in the paper presets, whose loaders keep it; on in cpu_demo).
+training batch: off in the paper presets, whose loaders keep it; on in cpu_demo). SpotTune's
+methods also have `tail`: its fused blocks' tail in training, 'eager' or 'compiled'
+(torch.compile; decathlon/models/compiled_tail.py).
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ from decathlon.benchmark.presets_piggyback import PIGGYBACK_BY_PRESET, PIGGYBACK
 from decathlon.benchmark.presets_taps import TAPS_IN_PRESET, TAPS_METHOD, taps_paper_common
 from decathlon.data import CROP_ROUNDINGS, get_domain
 from decathlon.engine import LR_SCHEDULES, PRECISIONS
+from decathlon.models import TAILS
 
 _PROTOCOL = {"cpu_demo": "train", "spottune_paper": "trainval", "spottune_intended": "trainval",
              "adapters_paper": "train", "piggyback_paper": "train", "taps_paper": "train"}
@@ -81,7 +84,8 @@ _EVAL_POLICY = {"cpu_demo": "argmax", "spottune_paper": "sample", "spottune_inte
                 "adapters_paper": "argmax", "piggyback_paper": "argmax", "taps_paper": "argmax"}
 
 _SPOTTUNE_COMMON = dict(policy_lr=0.01, policy_weight_decay=1e-3, temperature=5.0,
-                        policy="per_domain", trunk_bn="per_domain", eval_policy=None, sample_draws=1, sample_seed=0)
+                        policy="per_domain", trunk_bn="per_domain", eval_policy=None, sample_draws=1, sample_seed=0,
+                        tail="eager")
 _METHOD = {
     "scratch": {},
     "finetune": {},
@@ -226,6 +230,8 @@ def _check_values(values: dict) -> dict:
     if values.get("lr_schedule", "step") not in LR_SCHEDULES:
         raise ValueError(f"hyperparameter 'lr_schedule' is {values['lr_schedule']!r}; expected one of "
                          f"{', '.join(LR_SCHEDULES)}")
+    if values.get("tail", "eager") not in TAILS:
+        raise ValueError(f"hyperparameter 'tail' is {values['tail']!r}; expected one of {', '.join(TAILS)}")
     if values["crop_rounding"] not in CROP_ROUNDINGS:
         raise ValueError(f"hyperparameter 'crop_rounding' is {values['crop_rounding']!r}; expected one of "
                          f"{', '.join(CROP_ROUNDINGS)}")

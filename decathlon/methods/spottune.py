@@ -54,7 +54,8 @@ class SpotTune(Method):
 
     def build(self, backbone_state):
         backbone = pretrained_backbone(self.hparams, backbone_state)
-        spottune = SpotTuneNet(backbone, policy=self.hparams["policy"], temperature=self.hparams["temperature"])
+        spottune = SpotTuneNet(backbone, policy=self.hparams["policy"], temperature=self.hparams["temperature"],
+                               tail=self.hparams["tail"])
         spottune.add_domain(self.domain, self.num_classes)
         return _OneDomain(spottune, self.domain, self.train_mode, self.hparams["eval_policy"])
 

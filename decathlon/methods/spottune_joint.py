@@ -63,7 +63,7 @@ class SpotTuneJoint(Method):
     def build(self, backbone_state):
         backbone = pretrained_backbone(self.hparams, backbone_state)
         spottune = SpotTuneNet(backbone, policy=self.hparams["policy"], temperature=self.hparams["temperature"],
-                               trunk_bn=self.hparams["trunk_bn"])
+                               trunk_bn=self.hparams["trunk_bn"], tail=self.hparams["tail"])
         for domain, classes in self.num_classes.items():
             spottune.add_domain(domain, classes)
         return _JointNet(spottune, self.hparams["eval_policy"])

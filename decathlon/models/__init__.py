@@ -7,12 +7,13 @@ from decathlon.models.resnet import (ADAPTER_KINDS, BasicBlock, ConvBN, ResNet,
                                      conv3x3_weight_count, freeze_shared_convs, resnet26,
                                      split_shared_and_domain_parameters)
 from decathlon.models.domain_branch import DomainBranch, parameter_count
+from decathlon.models.compiled_tail import TAILS
 from decathlon.models.spottune import FORWARD_MODES, POLICY_KINDS, SpotTuneNet
 
 __all__ = [
     "ADAPTER_KINDS", "BasicBlock", "ConvBN", "DECISION_MODES", "DomainBranch",
     "FORWARD_MODES", "GUMBEL_TEMPERATURE", "GlobalPolicy", "POLICY_KINDS",
-    "PolicyHead", "PolicyNet", "ResNet", "SeriesAdapter", "SpotTuneNet", "ZeroPadShortcut",
+    "PolicyHead", "PolicyNet", "ResNet", "SeriesAdapter", "SpotTuneNet", "TAILS", "ZeroPadShortcut",
     "adapter_weight_count", "budget_loss", "conv3x3_weight_count", "decide",
     "freeze_shared_convs", "parameter_count", "policy_trunk", "resnet26",
     "split_shared_and_domain_parameters",

@@ -33,6 +33,7 @@ from torch import nn
 
 from decathlon.models import model_file
 from decathlon.models.domain_branch import DomainBranch, parameter_count
+from decathlon.models.compiled_tail import TAILS
 from decathlon.models.fused import two_branch_block
 from decathlon.models.policy import (DECISION_MODES, GUMBEL_TEMPERATURE, GlobalPolicy,
                                      PolicyHead, PolicyNet, decide, policy_trunk)
@@ -58,18 +59,22 @@ class SpotTuneNet(nn.Module):
     ``fold_routed``: routed forwards without gradient fold the BN layers into the
     convolutions (None: on the device types in ``routing.FOLDED_DEVICES``).
     Neither changes a state_dict key; both are plain attributes, settable later.
+    ``tail``: the fused block's tail, 'eager' or 'compiled' (torch.compile, training
+    only; ``decathlon.models.compiled_tail``), a plain attribute too.
     ``trunk_bn`` (shared trunk only): 'per_domain' BN layers in the trunk, or 'shared'.
     """
 
     def __init__(self, backbone: ResNet, policy: str = "per_domain",
                  policy_width: float | None = None,
                  temperature: float = GUMBEL_TEMPERATURE, fused: bool = True,
-                 fold_routed: bool | None = None, trunk_bn: str = "per_domain"):
+                 fold_routed: bool | None = None, trunk_bn: str = "per_domain", tail: str = "eager"):
         super().__init__()
         if policy not in POLICY_KINDS:
             raise ValueError(f"policy must be one of {POLICY_KINDS}, got {policy!r}")
         if trunk_bn not in TRUNK_BN_KINDS:
             raise ValueError(f"trunk_bn must be one of {TRUNK_BN_KINDS}, got {trunk_bn!r}")
+        if tail not in TAILS:
+            raise ValueError(f"tail must be one of {TAILS}, got {tail!r}")
         if backbone.adapter_kind is not None:
             raise ValueError("SpotTune duplicates the blocks of a plain ResNet, not adapters")
         self.backbone = backbone.requires_grad_(False)
@@ -78,6 +83,7 @@ class SpotTuneNet(nn.Module):
         self.temperature = temperature
         self.fused = fused
         self.fold_routed = fold_routed
+        self.tail = tail
         self.policy_trunk = policy_trunk(self.policy_width) if policy == "shared_trunk" else None
         self.trunk_bn = trunk_bn if self.policy_trunk is not None else None
         self.domains = nn.ModuleDict()
@@ -175,7 +181,7 @@ class SpotTuneNet(nn.Module):
             if tuned is None:
                 h = frozen_block(h, norms=norms)
             elif self.fused:
-                h = two_branch_block(h, frozen_block, norms, tuned, decisions[:, index])
+                h = two_branch_block(h, frozen_block, norms, tuned, decisions[:, index], self.tail)
             else:
                 tuned_out, frozen_out = tuned(h), frozen_block(h, norms=norms)
                 a = decisions[:, index].view(-1, 1, 1, 1).to(tuned_out.dtype)
