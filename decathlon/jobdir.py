@@ -10,6 +10,7 @@
     spottune_multidomain.pt   a whole multi-domain SpotTune model (joint jobs, assemble)
     taps_domain.pt      what one TAPS domain ships: its gates and the deltas of its tuned layers
     imported.json       a job folder made by `decathlon import-spottune`, not by training
+    tensorboard/        with --tensorboard: the record lines as TensorBoard events
 
 Everything that reads job folders (the runner's skip of finished jobs, assemble, collect,
 the benchmarks) goes through these names and readers, as DomainBed's one reader of job
@@ -30,6 +31,7 @@ MODEL_FILE = "spottune_multidomain.pt"
 PIGGYBACK_FILE = "piggyback_domain.pt"   # a piggyback job's bit-packed masks, BN layers, classifier
 TAPS_DOMAIN_FILE = "taps_domain.pt"
 IMPORTED_JOB_FILE = "imported.json"
+TENSORBOARD_DIR = "tensorboard"
 
 
 def predictions_file(split: str, policy: str | None, reported: bool, domain: str | None = None) -> str:
