@@ -3,7 +3,8 @@
 Every table is captioned with its data kind (SYNTHETIC or real), preset, protocol and
 split, and with the baseline S was computed against. scores.csv is the tidy form: one
 row per table x method x metric, where metric is a domain folder name (accuracy in %),
-`mean` (%), `S` or `#par`, with mean, se (std / sqrt(n), empty when n = 1) and n seeds;
+`mean` (%), `S`, `#par` or a cost metric (`gflops_per_image`, `train_images_per_s`,
+`device_hours`, `peak_memory_mib`), with mean, se (std / sqrt(n), empty when n = 1) and n seeds;
 published rows have source `published` and no n. Files are written atomically.
 """
 from __future__ import annotations
@@ -15,10 +16,13 @@ import pandas as pd
 from decathlon.report.collection import Collection
 from decathlon.files import write_bytes_atomic
 from decathlon.data import PAPER_ORDER, get_domain
-from decathlon.report.leaderboard import SUMMARY_METRICS, Leaderboard, leaderboards
+from decathlon.report.leaderboard import COST_METRICS, SUMMARY_METRICS, Leaderboard, leaderboards
 
-DECIMALS = {"S": 0, "#par": 2}   # accuracies and their mean: 2
-WITHOUT_SE = ("#par",)            # shown as the mean over seeds only (its s.e. is in scores.csv)
+DECIMALS = {"S": 0, "#par": 2, "gflops_per_image": 3, "train_images_per_s": 0, "device_hours": 4,
+            "peak_memory_mib": 0}   # accuracies and their mean: 2
+WITHOUT_SE = ("#par", *COST_METRICS)   # shown as the mean over seeds only (their s.e. is in scores.csv)
+COST_HEADERS = {"gflops_per_image": "GFLOPs/img", "train_images_per_s": "train img/s", "device_hours": "device-h",
+                "peak_memory_mib": "peak MiB"}
 CSV_COLUMNS = ["data", "preset", "protocol", "backbone", "split", "method", "source", "metric", "mean", "se", "n"]
 
 
@@ -31,9 +35,10 @@ def format_cell(mean: float, se: float, n, decimals: int) -> str:
 
 
 def display_table(board: Leaderboard) -> pd.DataFrame:
-    """One formatted row per method: method, seeds, the ten domains (paper order), mean, S, #par."""
+    """One formatted row per method: method, seeds, the ten domains (paper order), mean, S, #par
+    and the cost columns."""
     headers = {metric: get_domain(metric).short for metric in PAPER_ORDER}
-    headers.update({metric: metric for metric in SUMMARY_METRICS})
+    headers.update({metric: COST_HEADERS.get(metric, metric) for metric in SUMMARY_METRICS})
     rows = []
     for method in board.methods():
         cells = board.cells[board.cells["method"] == method].set_index("metric")
