@@ -13,6 +13,7 @@
     config.yaml         the job's settings as `decathlon train` (or `pretrain`) options: pass it
                         back with --config to train the same job again; a run folder has one too,
                         its `decathlon run` options (docs/config.md)
+    tensorboard/        with --tensorboard: the record lines as TensorBoard events
 
 Everything that reads job folders (the runner's skip of finished jobs, assemble, collect,
 the benchmarks) goes through these names and readers, as DomainBed's one reader of job
@@ -38,6 +39,7 @@ PIGGYBACK_FILE = "piggyback_domain.pt"   # a piggyback job's bit-packed masks, B
 TAPS_DOMAIN_FILE = "taps_domain.pt"
 IMPORTED_JOB_FILE = "imported.json"
 CONFIG_FILE = "config.yaml"
+TENSORBOARD_DIR = "tensorboard"
 
 
 def predictions_file(split: str, policy: str | None, reported: bool, domain: str | None = None) -> str:

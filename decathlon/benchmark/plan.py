@@ -38,6 +38,7 @@ class BenchmarkConfig:
     progress: bool = True
     cuda_graphs: bool | None = None    # None: on CUDA, off elsewhere
     cudnn_benchmark: bool = True       # on CUDA (decathlon.engine.trainer.JobSpec)
+    tensorboard: bool = False          # every job also writes TensorBoard events (JobSpec.tensorboard)
     jobs_per_device: int | None = None  # None: decathlon.benchmark.run.default_jobs_per_device
     threads_per_job: int | None = None  # CPU threads of each job process; None: shared out evenly
     backbone: str | None = None         # a backbone made elsewhere (ours or the public .t7): no pretraining
@@ -97,7 +98,7 @@ def plan_jobs(config: BenchmarkConfig, backbone: Path) -> list:
                                     protocol=config.protocol, seed=seed, backbone=str(backbone),
                                     device=config.device, compile=config.compile, progress=config.progress,
                                     resume=True, data_parallel=False, cuda_graphs=config.cuda_graphs,
-                                    cudnn_benchmark=config.cudnn_benchmark,
+                                    cudnn_benchmark=config.cudnn_benchmark, tensorboard=config.tensorboard,
                                     run_dir=config.out, domains=domains if joint else (),
                                     extra=job_extra(config.preset, overrides)))
     teachers = {(spec.domain, spec.seed): spec.out for spec in jobs if spec.method == TEACHER_METHOD}

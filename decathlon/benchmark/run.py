@@ -118,7 +118,7 @@ def _backbone(config: BenchmarkConfig, manifest: dict, ctx) -> Path:
         if ctx.is_main:
             print(f"pretraining the backbone on {SOURCE_DOMAIN} -> {folder}")
         pretrain(config.data, folder, hp, extra, 0, config.device, config.compile, config.progress, resume=True,
-                 cuda_graphs=config.cuda_graphs, cudnn_benchmark=config.cudnn_benchmark)
+                 cuda_graphs=config.cuda_graphs, cudnn_benchmark=config.cudnn_benchmark, tensorboard=config.tensorboard)
     return folder / BACKBONE_FILE
 
 

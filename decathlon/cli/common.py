@@ -24,7 +24,7 @@ def add_common_arguments(parser) -> None:
 
 
 def add_execution_arguments(parser) -> None:
-    """--precision, --compile, --no-cuda-graphs, --no-cudnn-benchmark (also `decathlon run`)."""
+    """--precision, --compile, --no-cuda-graphs, --no-cudnn-benchmark, --tensorboard (also `decathlon run`)."""
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="fp32 (TF32 allowed on CUDA) or bf16 autocast; default: the preset's (fp32); "
                              "recorded, and shown in the tables when it differs from the preset")
@@ -34,11 +34,15 @@ def add_execution_arguments(parser) -> None:
     parser.add_argument("--no-cudnn-benchmark", action="store_true",
                         help="on CUDA, let cuDNN pick its algorithms by heuristics instead of timing them per shape "
                              "(the public codes time them); recorded")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write each job's record lines (losses, lr, val accuracy, SpotTune's policy "
+                             "usage) as TensorBoard events into <job>/tensorboard/; recorded")
 
 
 def execution_options(args) -> dict:
-    """--no-cuda-graphs and --no-cudnn-benchmark as JobSpec / BenchmarkConfig / pretrain keywords."""
-    return {"cuda_graphs": False if args.no_cuda_graphs else None, "cudnn_benchmark": not args.no_cudnn_benchmark}
+    """--no-cuda-graphs, --no-cudnn-benchmark and --tensorboard as JobSpec / BenchmarkConfig / pretrain keywords."""
+    return {"cuda_graphs": False if args.no_cuda_graphs else None, "cudnn_benchmark": not args.no_cudnn_benchmark,
+            "tensorboard": args.tensorboard}
 
 
 def overrides_from(args) -> dict:

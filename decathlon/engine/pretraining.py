@@ -19,11 +19,12 @@ def evaluate_backbone(data, out, backbone, hp: dict, extra: dict, device="auto",
 
 
 def pretrain(data, out, hp: dict, extra: dict, seed=0, device="auto", compile=False, progress=True,
-             resume=False, cuda_graphs: bool | None = None, cudnn_benchmark: bool = True) -> Path:
+             resume=False, cuda_graphs: bool | None = None, cudnn_benchmark: bool = True,
+             tensorboard: bool = False) -> Path:
     """Train (or resume) the backbone with hyperparameters `hp` and save <out>/backbone.pt;
     returns its path. `extra` is recorded as is (the preset, the overrides)."""
     spec = JobSpec("pretrain", SOURCE_DOMAIN, str(data), str(out), hp, seed=seed, device=device, compile=compile,
                    progress=progress, resume=resume, cuda_graphs=cuda_graphs, cudnn_benchmark=cudnn_benchmark,
-                   extra=extra)
+                   extra=extra, tensorboard=tensorboard)
     run_job(spec, Pretraining)
     return Path(out) / BACKBONE_FILE

@@ -7,10 +7,13 @@ test-time policy the method has (SpotTune variants: argmax and sampled decisions
 reported one first; other methods: one, policy null), each with a result per scored
 split and the predictions file of that split. A one-domain job's `splits` repeats its
 first (reported) evaluation; a multi-domain job also stores, per evaluation, the
-parameters its domain owns, and once the parameters all its domains share.
+parameters its domain owns, and once the parameters all its domains share. Its "cost"
+(inference FLOPs per domain, throughput, device-hours, peak memory) is described in
+decathlon.engine.cost.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,9 +22,10 @@ import numpy as np
 from decathlon.files import write_json_atomic
 from decathlon.engine import distributed
 from decathlon.checkpoints import save_atomic
+from decathlon.engine.cost import flops_per_image, peak_memory, time_cost
 from decathlon.engine.evaluation import evaluate
 from decathlon.engine.job_checks import finite_or_null
-from decathlon.jobdir import FINAL_FILE, mark_done, predictions_file
+from decathlon.jobdir import FINAL_FILE, mark_done, predictions_file, read_records
 from decathlon.models import resnet26
 
 FINAL_FORMAT = 2
@@ -50,7 +54,7 @@ def finish(spec, method, eval_loaders: dict, scores: dict, ctx, manifest: dict, 
     out, hp = Path(spec.out), spec.hparams
     policies, multi = method.eval_policies(), method.multi_domain
     stored = method.stored_parameters()
-    evaluations = []
+    evaluations, began = [], time.perf_counter()
     for domain in spec.trained_domains:
         view = method.domain_view(domain)
         for policy in policies:
@@ -69,6 +73,7 @@ def finish(spec, method, eval_loaders: dict, scores: dict, ctx, manifest: dict, 
             if multi:
                 evaluation["stored_parameters"] = stored["domains"][domain]
             evaluations.append(evaluation)
+    final_eval_seconds = time.perf_counter() - began
     final = {"format": FINAL_FORMAT, "spec": asdict(spec), "synthetic": manifest["synthetic"],
              "backbone": backbone_record(spec.backbone, backbone), "execution": execution,
              "stored_parameters": {"shared": stored["shared"]} if multi else stored,
@@ -77,9 +82,25 @@ def finish(spec, method, eval_loaders: dict, scores: dict, ctx, manifest: dict, 
              "reference_parameters": sum(p.numel() for p in resnet26(0, hp["width"]).parameters()),
              "splits": {} if multi else evaluations[0]["splits"], "evaluations": evaluations}
     if ctx.is_main:
+        final["cost"] = _cost(spec, method, eval_loaders, ctx, execution, final_eval_seconds)
         for name, content in method.exports().items():
             save_atomic(content, out / name)
         write_json_atomic(out / FINAL_FILE, finite_or_null(final))
         mark_done(out)
     distributed.barrier(ctx)
     return final
+
+
+def _cost(spec, method, eval_loaders: dict, ctx, execution: dict, final_eval_seconds: float) -> dict:
+    """final.json's "cost" (decathlon.engine.cost): FLOPs per domain on its first scored
+    split under the reported policy; time and memory once for the job."""
+    memory = peak_memory(ctx.device)   # before the FLOP count, which is no part of the job
+    flops, policy = {}, method.eval_policies()[0]
+    for domain in spec.trained_domains:
+        split, loader = next(((s, loader) for (of, s), loader in eval_loaders.items() if of == domain), (None, None))
+        if loader is None:   # nothing scored at the end: no images to count on
+            continue
+        counted = flops_per_image(method.domain_view(domain), loader, policy, spec.hparams.get("sample_seed", 0))
+        flops[domain] = {**counted, "split": split, "eval_policy": policy}
+    return {"flops": flops, **time_cost(read_records(spec.out), final_eval_seconds, ctx.world_size,
+                                        execution.get("device_name", execution["device"])), **memory}

@@ -34,10 +34,11 @@ from tqdm import tqdm
 from decathlon.data import ShardLoader, read_manifest, split_entry, verify_split_shards
 from decathlon.engine import distributed
 from decathlon.checkpoints import CheckpointError, check_resumable, load_backbone, load_checkpoint, save_atomic
+from decathlon.engine.cost import reset_peak_memory
+from decathlon.engine.epoch_record import EpochBoard, epoch_record
 from decathlon.engine.evaluation import evaluate
 from decathlon.engine.interleave import InterleavedLoader
-from decathlon.engine.job_checks import (check_finite, check_seed, check_training_length, data_identity,
-                                         finite_or_null)
+from decathlon.engine.job_checks import check_finite, check_seed, check_training_length, data_identity
 from decathlon.engine.job_config import job_settings
 from decathlon.engine.results import final_splits, finish
 from decathlon.engine.schedule import lr_schedule
@@ -72,6 +73,7 @@ class JobSpec:
     domains: tuple = ()          # a multi-domain job's domains (then `domain` is their label)
     extra: dict = field(default_factory=dict)   # recorded as is (e.g. the preset name)
     teacher: str | None = None   # a distilling method's teacher: a finished finetune job folder
+    tensorboard: bool = False    # also write each record line as TensorBoard events (epoch_record)
 
     def identity(self) -> dict:
         return {"method": self.method, "domain": self.domain, "protocol": self.protocol, "seed": self.seed,
@@ -179,6 +181,7 @@ def _run_locked(spec: JobSpec, method_cls: type, manifest: dict, ctx, identity: 
     schedule, evaluate on val, write the record and the checkpoint; then finish."""
     if ctx.device.type == "cuda":   # the public codes set it; off: cuDNN's heuristic choice of algorithms
         torch.backends.cudnn.benchmark = spec.cudnn_benchmark
+    reset_peak_memory(ctx.device)   # final.json's cost: this job's peak
     out, hp = Path(spec.out), spec.hparams
     classes = {d: manifest["domains"][d]["num_classes"] for d in spec.trained_domains}
     method, backbone = _build_method(spec, method_cls, classes if method_cls.multi_domain else classes[spec.domain],
@@ -191,21 +194,21 @@ def _run_locked(spec: JobSpec, method_cls: type, manifest: dict, ctx, identity: 
     start_epoch, scheduler = _resume(spec, method, identity, ctx)
     step = make_step(method, ctx.device, _use_graphs(spec, ctx), hp["batch_size"])
     scores = {}
-    for epoch in range(start_epoch, hp["epochs"]):
-        if method.begin_epoch(epoch):   # a new structure and optimizer: a new schedule and step
-            scheduler = lr_schedule(method.optimizer, hp, since=epoch)
-            step = make_step(method, ctx.device, _use_graphs(spec, ctx), hp["batch_size"])
-        losses, seconds, trained_until = train_one_epoch(method, step, train_loader, epoch, spec, ctx)
-        scheduler.step()
-        scores, eval_seconds = evaluate_monitored(method, monitored, ctx)
-        if ctx.is_main:
-            append_record(out, finite_or_null({
-                "epoch": epoch + 1, **_loss_fields(losses), "lr": method.optimizer.param_groups[0]["lr"],
-                "seconds": seconds, "train_images_per_s": epoch_images / max(seconds, 1e-9),
-                "eval_seconds": eval_seconds, "trained_until": trained_until, "step": step.kind,
-                **_monitored(scores)}))
-            _save_checkpoint(out / CHECKPOINT_FILE, identity, epoch, method, scheduler)
-        distributed.barrier(ctx)
+    with EpochBoard(out, start_epoch, spec.tensorboard and ctx.is_main) as board:
+        for epoch in range(start_epoch, hp["epochs"]):
+            if method.begin_epoch(epoch):   # a new structure and optimizer: a new schedule and step
+                scheduler = lr_schedule(method.optimizer, hp, since=epoch)
+                step = make_step(method, ctx.device, _use_graphs(spec, ctx), hp["batch_size"])
+            losses, seconds, trained_until = train_one_epoch(method, step, train_loader, epoch, spec, ctx)
+            scheduler.step()
+            scores, eval_seconds = evaluate_monitored(method, monitored, ctx)
+            if ctx.is_main:
+                record = epoch_record(epoch, losses, method.optimizer.param_groups[0]["lr"], seconds, epoch_images,
+                                      eval_seconds, trained_until, step.kind, scores)
+                append_record(out, record)
+                board.add(record)
+                _save_checkpoint(out / CHECKPOINT_FILE, identity, epoch, method, scheduler)
+            distributed.barrier(ctx)
     return finish(spec, method, eval_loaders, scores, ctx, manifest, backbone, _execution(spec, ctx, step))
 
 
@@ -264,10 +267,6 @@ def _save_checkpoint(path: Path, identity: dict, epoch: int, method, scheduler) 
                  "rng": _rng_state()}, path)
 
 
-def _loss_fields(losses: dict) -> dict:
-    return {"train_loss": losses.get("loss"), **{f"train_{k}": v for k, v in losses.items() if k != "loss"}}
-
-
 def _use_graphs(spec: JobSpec, ctx) -> bool:
     """CUDA graphs unless told: on CUDA, not under DDP or torch.compile."""
     if spec.cuda_graphs is not None:
@@ -282,15 +281,3 @@ def _execution(spec: JobSpec, ctx, step) -> dict:
         execution.update(device_name=torch.cuda.get_device_name(ctx.device), cudnn_benchmark=spec.cudnn_benchmark)
     return execution
 
-
-def _monitored(scores: dict) -> dict:
-    """The record line's val fields: accuracy and stats, or for several domains their mean
-    accuracy and each domain's."""
-    if not scores:
-        return {}
-    if len(scores) == 1:
-        (_, result), = scores.items()
-        return {"val_accuracy": result.accuracy, **({"val_stats": result.stats} if result.stats else {})}
-    accuracies = {domain: r.accuracy for (domain, _), r in scores.items()}
-    known = [a for a in accuracies.values() if a is not None]
-    return {"val_accuracy": sum(known) / len(known) if known else None, "val_accuracy_by_domain": accuracies}

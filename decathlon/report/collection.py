@@ -32,11 +32,13 @@ BASELINE_METHOD = "finetune"   # the run's own baseline of S where the published
 EVAL_SPLITS = ("val", "test")
 JOB_PATTERNS = ("pretrain/*", "jobs/*/*/*/seed*")
 
+# final.json's cost (decathlon.engine.cost), NaN for a job that has none (older records).
+COST_COLUMNS = ["gflops_per_image", "train_images_per_s", "device_hours", "peak_memory_mib"]
 JOB_COLUMNS = ["path", "preset", "protocol", "method", "eval_policy", "options", "overrides", "variant", "domain",
                "seed",
                "synthetic", "backbone", "preset_protocol", "val_accuracy", "test_accuracy", "val_images",
                "test_images", "test_predictions", "stored_total", "stored_classifier", "stored_shared",
-               "reference_parameters", "selection"]
+               "reference_parameters", "selection", *COST_COLUMNS, "peak_memory_kind"]
 INCOMPLETE_COLUMNS = ["path", "method", "domain", "reason"]
 CURVE_COLUMNS = ["path", "preset", "protocol", "synthetic", "variant", "domain", "seed",
                  "epoch", "train_loss", "val_accuracy", "test_accuracy"]
@@ -56,7 +58,8 @@ class Collection:
     jobs: one row per finished job and evaluation (pretraining included, method
       "pretrain"), sorted. A SpotTune job has a row per test-time policy (argmax, sampled)
       from the one training. Accuracies are fractions (NaN where a split was not scored or
-      has no labels); `variant` is the table row label: the method, its evaluation policy
+      has no labels); the cost columns are the job's (a joint job's FLOPs per domain, its
+      time and memory on each of its rows); `variant` is the table row label: the method, its evaluation policy
       when it has one, and every hyperparameter the run overrode (`options`, e.g.
       precision=bf16), so that no deliberate difference is pooled with the preset's rows.
     incomplete: unfinished or unreadable job folders (path, method, domain, reason).
@@ -230,11 +233,13 @@ def _job_rows(folder: Path, final: dict) -> list:
               "backbone": backbone_label(final.get("backbone")), "preset_protocol": extra.get("preset_protocol"),
               "stored_shared": stored.get("shared", 0), "reference_parameters": final.get("reference_parameters"),
               "selection": (selection or {}).get("sweep", "")}
+    cost = final.get("cost") if isinstance(final.get("cost"), dict) else {}
     rows = []
     for evaluation in _evaluations(final):
         policy, splits = evaluation.get("eval_policy"), evaluation.get("splits") or {}
         own = evaluation.get("stored_parameters") or stored   # a multi-domain job's: per domain
-        row = {**common, "domain": evaluation.get("domain", spec["domain"]), "eval_policy": policy,
+        domain = evaluation.get("domain", spec["domain"])
+        row = {**common, **_cost_fields(cost, domain), "domain": domain, "eval_policy": policy,
                "variant": variant_name(spec["method"], policy, options), "stored_total": own.get("total"),
                "stored_classifier": own.get("classifier")}
         for split in EVAL_SPLITS:
@@ -245,6 +250,15 @@ def _job_rows(folder: Path, final: dict) -> list:
         row["test_predictions"] = str(folder / _predictions_name(splits.get("test"), "test"))
         rows.append(row)
     return rows
+
+
+def _cost_fields(cost: dict, domain: str) -> dict:
+    """The cost columns of a job's row for `domain` (NaN where the record has no number)."""
+    flops = ((cost.get("flops") or {}).get(domain) or {}).get("flops_per_image")
+    values = {"gflops_per_image": None if flops is None else flops / 1e9,
+              **{key: cost.get(key) for key in COST_COLUMNS[1:]}}
+    return {**{key: float("nan") if value is None else float(value) for key, value in values.items()},
+            "peak_memory_kind": cost.get("peak_memory_kind")}
 
 
 def _curve_rows(folder: Path, job: dict) -> list:

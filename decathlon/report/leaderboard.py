@@ -13,6 +13,10 @@ domains, the Decathlon score S and #par, each as mean and standard error over se
   the published errors are of another split or data. Without finetune jobs S is n/a.
 - On real test data the published rows stand beside ours (source "published").
 - A method that reports which layers it tuned (TAPS) gets a note: the number per domain.
+- Cost (final.json's, decathlon.engine.cost), per seed over the table's domains, then mean
+  over seeds: GFLOPs per image and training images/s their mean over domains, device-hours
+  their sum (a joint job counted once), peak memory the largest; empty unless every job of
+  the variant recorded it (older records have none).
 """
 from __future__ import annotations
 
@@ -24,18 +28,20 @@ import numpy as np
 import pandas as pd
 
 from baselines import published_results
-from decathlon.report.collection import BASELINE_METHOD, Collection
+from decathlon.report.collection import BASELINE_METHOD, COST_COLUMNS, Collection
 from decathlon.data import PAPER_ORDER, SOURCE_DOMAIN, get_domain
 from decathlon.scoring import published_baseline_errors, s_score
 
-SUMMARY_METRICS = ("mean", "S", "#par")
+COST_METRICS = tuple(COST_COLUMNS)   # gflops_per_image, train_images_per_s, device_hours, peak_memory_mib
+SUMMARY_METRICS = ("mean", "S", "#par", *COST_METRICS)
 CELL_COLUMNS = ["method", "source", "metric", "mean", "se", "n"]
 
 
 @dataclass(frozen=True)
 class Leaderboard:
     """One table. `cells` is tidy: method, source ('ours' or 'published'), metric (a domain
-    folder name, 'mean', 'S' or '#par'), mean, se, n (seeds; <NA> for published rows).
+    folder name, 'mean', 'S', '#par' or a COST_METRICS name), mean, se, n (seeds; <NA> for
+    published rows).
     Accuracies and their mean are in percent."""
     synthetic: bool
     preset: str
@@ -119,6 +125,7 @@ def _leaderboard(collection, group, synthetic, preset, protocol, backbone, split
                      "and not part of the mean or S")
     notes += _tuned_layers_notes(collection.layers, synthetic, preset, protocol, backbone, variants)
     notes += _selection_notes(scored)
+    notes += _cost_note(scored, cells)
     own_protocol = set(group["preset_protocol"].dropna()) - {protocol}
     if own_protocol:
         notes.append(f"preset {preset} reproduces protocol {', '.join(sorted(own_protocol))}; these jobs ran "
@@ -207,7 +214,29 @@ def _variant_cells(variant: str, jobs: pd.DataFrame, column: str, source: pd.Ser
         per_seed = own.groupby(jobs["seed"]).sum().add(shared.groupby(jobs.drop_duplicates("path")["seed"]).sum(),
                                                        fill_value=0)
         cells.append(_cell(variant, "#par", 1.0 + per_seed))
+    return cells + _cost_cells(variant, jobs)
+
+
+def _cost_cells(variant: str, jobs: pd.DataFrame) -> list:
+    """The cost cells of a variant (see the module docstring); none for a metric some job lacks."""
+    once = jobs.drop_duplicates("path")   # a joint job's time and memory are on each of its rows
+    cells = []
+    for metric, rows, per_seed in (("gflops_per_image", jobs, "mean"), ("train_images_per_s", once, "mean"),
+                                   ("device_hours", once, "sum"), ("peak_memory_mib", once, "max")):
+        if rows[metric].notna().all():
+            cells.append(_cell(variant, metric, rows[metric].groupby(rows["seed"]).agg(per_seed)))
     return cells
+
+
+def _cost_note(scored: pd.DataFrame, cells: list) -> list:
+    """What the cost columns are, under a table that has any."""
+    if not any(cell["metric"] in COST_METRICS for cell in cells):
+        return []
+    kinds = ", ".join(sorted(set(scored["peak_memory_kind"].dropna())))
+    return ["cost per method over the table's domains, per seed then mean over seeds: GFLOPs/img and train img/s "
+            "the mean over domains (FLOPs by torch's counter, a multiply-add = 2, SpotTune routed under its "
+            "reported policy), device-h the sum over the jobs (training + evaluation x processes), peak MiB the "
+            f"largest of the jobs ({kinds}); empty where a job recorded no cost"]
 
 
 def _published_cells() -> list:

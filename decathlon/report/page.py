@@ -29,7 +29,7 @@ import pandas as pd
 from decathlon.data import PAPER_ORDER, get_domain
 from decathlon.files import write_bytes_atomic
 from decathlon.report.collection import Collection
-from decathlon.report.leaderboard import SUMMARY_METRICS, Leaderboard, leaderboards
+from decathlon.report.leaderboard import COST_METRICS, SUMMARY_METRICS, Leaderboard, leaderboards
 from decathlon.report.reproduction import comparable, reproduction_frame
 from decathlon.report.tables import DECIMALS, caption, format_cell, shown_seeds
 
@@ -39,6 +39,7 @@ TEMPLATE = "page_template.html"
 COST_COLUMNS = (("gflops_per_image", "GFLOPs/img", 3), ("train_images_per_s", "train img/s", 1),
                 ("device_hours", "device-h", 4), ("peak_memory_mib", "peak MiB", 0))
 NOTE_COLUMN = "note"
+SCORE_METRICS = tuple(m for m in SUMMARY_METRICS if m not in COST_METRICS)   # mean, S, #par
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,11 @@ def _number_cell(mean, se, n, decimals: int) -> Cell:
 
 
 def _cost_cell(cells: pd.DataFrame, key: str, decimals: int) -> Cell:
-    """A method's cost: its own metric row, else the column on its `mean` row, else empty."""
+    """A method's cost, as the mean over seeds (as leaderboard.md shows it): its own metric row,
+    else the column on its `mean` row, else empty."""
     if key in cells.index:
         row = cells.loc[key]
-        return _number_cell(row["mean"], row["se"], row["n"], decimals)
+        return _number_cell(row["mean"], row["se"], 1, decimals)
     if key in cells.columns and "mean" in cells.index:
         return _number_cell(cells.loc["mean", key], float("nan"), 1, decimals)
     return Cell("")
@@ -88,7 +90,7 @@ def leaderboard_table(board: Leaderboard) -> PageTable:
     """The board's rows as the leaderboard shows them, plus the cost columns (and notes)."""
     columns = [Column("method", "method", False), Column("seeds", "seeds", True)]
     columns += [Column(domain, get_domain(domain).short, True) for domain in PAPER_ORDER]
-    columns += [Column(metric.lstrip("#"), metric, True) for metric in SUMMARY_METRICS]
+    columns += [Column(metric.lstrip("#"), metric, True) for metric in SCORE_METRICS]
     columns += [Column(key, header, True) for key, header, _ in COST_COLUMNS]
     rows = []
     for method in board.methods():
@@ -96,7 +98,7 @@ def leaderboard_table(board: Leaderboard) -> PageTable:
         ours = (cells["source"] == "ours").all()
         seeds = cells["n"].get("mean")
         row = [Cell(method), Cell("") if pd.isna(seeds) else Cell(str(seeds), float(seeds))]
-        for metric in (*PAPER_ORDER, *SUMMARY_METRICS):
+        for metric in (*PAPER_ORDER, *SCORE_METRICS):
             if metric in cells.index:
                 cell = cells.loc[metric]
                 row.append(_number_cell(cell["mean"], cell["se"], shown_seeds(metric, cell), DECIMALS.get(metric, 2)))

@@ -8,6 +8,8 @@
 - <method>_layers_<preset>-<protocol>_<variant>.png: which layers a method that gates them
   (TAPS) tuned, domain x layer, the fraction of seeds tuning it (taps_layers_*.png).
 - s_vs_par_<table>.png: S against #par per method; published rows as squares (real test).
+- s_vs_flops_<table>.png: S against inference GFLOPs per image (the cost column), per method
+  that recorded its cost.
 - curves_<preset>-<protocol>-<variant>.png: one grid per method variant, a row per domain:
   train loss and val/test accuracy per epoch, a line per seed (pretraining included).
 <table> is the leaderboard's identity (e.g. synthetic-cpu_demo-train-val). Figures are
@@ -121,11 +123,21 @@ def plot_policy_comparison(usages: dict, title: str, path: Path) -> Path:
 
 
 def plot_s_vs_par(board: Leaderboard, path: Path) -> Path:
+    return _plot_s_against(board, "#par", "#par (multiples of one ResNet-26)", "model size", path)
+
+
+def plot_s_vs_flops(board: Leaderboard, path: Path) -> Path:
+    return _plot_s_against(board, "gflops_per_image", "inference GFLOPs per image (mean over the domains)",
+                           "inference FLOPs", path)
+
+
+def _plot_s_against(board: Leaderboard, metric: str, xlabel: str, what: str, path: Path) -> Path:
+    """S against one of the table's metrics, a point per method that has both."""
     fig = Figure(figsize=(8, 5.5))
     ax = fig.add_subplot()
     for source, marker, colour in (("ours", "o", "tab:blue"), ("published", "s", "tab:gray")):
         for method in board.methods(source):
-            x, y = board.value(method, "#par"), board.value(method, "S")
+            x, y = board.value(method, metric), board.value(method, "S")
             if np.isnan(x) or np.isnan(y):
                 continue
             se = board.value(method, "S", "se")
@@ -136,12 +148,18 @@ def plot_s_vs_par(board: Leaderboard, path: Path) -> Path:
     unique = dict(zip(labels, handles))
     ax.legend(unique.values(), unique.keys(), loc="best")
     ax.margins(0.2)
-    ax.set_xlabel("#par (multiples of one ResNet-26)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("S (1000 points per scored domain at most)")
-    ax.set_title(f"{board.title}\nDecathlon score S against model size")
+    ax.set_title(f"{board.title}\nDecathlon score S against {what}")
     ax.grid(alpha=0.3)
     fig.text(0.01, -0.02, textwrap.fill(board.baseline, 110), fontsize=8, va="top")
     return _save(fig, path)
+
+
+def _has_both(board: Leaderboard, *metrics) -> bool:
+    """Whether some method of the table has a value for each of `metrics`."""
+    have = board.cells.groupby("method")["metric"].agg(set)
+    return any(set(metrics) <= found for found in have)
 
 
 def _short(label: str) -> str:
@@ -191,6 +209,8 @@ def write_plots(collection: Collection, out_dir) -> list:
         written.append(plot_accuracy(board, folder / f"accuracy_{board.slug}.png"))
         if (board.cells["metric"] == "S").any():
             written.append(plot_s_vs_par(board, folder / f"s_vs_par_{board.slug}.png"))
+        if _has_both(board, "S", "gflops_per_image"):
+            written.append(plot_s_vs_flops(board, folder / f"s_vs_flops_{board.slug}.png"))
     keys = ["synthetic", "preset", "protocol", "split", "variant"]
     for (synthetic, preset, protocol, split, variant), usage in collection.policy.groupby(keys, sort=True):
         prefix = "synthetic-" if synthetic else ""

@@ -3,7 +3,8 @@
 Every table is captioned with its data kind (SYNTHETIC or real), preset, protocol and
 split, and with the baseline S was computed against. scores.csv is the tidy form: one
 row per table x method x metric, where metric is a domain folder name (accuracy in %),
-`mean` (%), `S` or `#par`, with mean, se (std / sqrt(n), empty when n = 1) and n seeds;
+`mean` (%), `S`, `#par` or a cost metric (`gflops_per_image`, `train_images_per_s`,
+`device_hours`, `peak_memory_mib`), with mean, se (std / sqrt(n), empty when n = 1) and n seeds;
 published rows have source `published` and no n. Files are written atomically.
 """
 from __future__ import annotations
@@ -17,8 +18,12 @@ from decathlon.files import write_bytes_atomic
 from decathlon.data import PAPER_ORDER, get_domain
 from decathlon.report.leaderboard import SUMMARY_METRICS, Leaderboard, leaderboards
 
-DECIMALS = {"S": 0, "#par": 2}   # accuracies and their mean: 2
+DECIMALS = {"S": 0, "#par": 2, "gflops_per_image": 3, "train_images_per_s": 0, "device_hours": 4,
+            "peak_memory_mib": 0}   # accuracies and their mean: 2
 CONSTANT_WITHOUT_SE = ("#par",)   # "± 0.00" left out where the size is the same for every seed
+# The cost columns are shown as the mean over seeds only (their s.e. is in scores.csv).
+COST_HEADERS = {"gflops_per_image": "GFLOPs/img", "train_images_per_s": "train img/s", "device_hours": "device-h",
+                "peak_memory_mib": "peak MiB"}
 CSV_COLUMNS = ["data", "preset", "protocol", "backbone", "split", "method", "source", "metric", "mean", "se", "n"]
 
 
@@ -31,14 +36,18 @@ def format_cell(mean: float, se: float, n, decimals: int) -> str:
 
 
 def shown_seeds(metric: str, cell) -> int:
-    """The n a cell is shown with: 1 (no ±) for a #par that is the same for every seed."""
-    return 1 if metric in CONSTANT_WITHOUT_SE and not cell["se"] > 0 else cell["n"]
+    """The n a cell is shown with: 1 (no ±) for a cost column, and for a #par that is the same
+    for every seed."""
+    if metric in COST_HEADERS or (metric in CONSTANT_WITHOUT_SE and not cell["se"] > 0):
+        return 1
+    return cell["n"]
 
 
 def display_table(board: Leaderboard) -> pd.DataFrame:
-    """One formatted row per method: method, seeds, the ten domains (paper order), mean, S, #par."""
+    """One formatted row per method: method, seeds, the ten domains (paper order), mean, S, #par
+    and the cost columns."""
     headers = {metric: get_domain(metric).short for metric in PAPER_ORDER}
-    headers.update({metric: metric for metric in SUMMARY_METRICS})
+    headers.update({metric: COST_HEADERS.get(metric, metric) for metric in SUMMARY_METRICS})
     rows = []
     for method in board.methods():
         cells = board.cells[board.cells["method"] == method].set_index("metric")
