@@ -121,18 +121,32 @@ def write_config(folder, settings: dict) -> Path:
     return write_bytes_atomic(Path(folder) / CONFIG_FILE, yaml.safe_dump(plain, sort_keys=False))
 
 
-def claim_run_config(folder, settings: dict, free_keys=()) -> Path:
+def claim_run_config(folder, settings: dict, free_keys=(), grow_keys=()) -> Path:
     """Write a run folder's config.yaml; a folder that already holds work (a subfolder: jobs,
     pretraining) under a config.yaml of other settings (any key but `free_keys`, which only
-    say how the run is executed) is refused, naming each differing key: the run folder's jobs
-    and tables belong to one set of settings."""
+    say how the run is executed, and `grow_keys`) is refused, naming each differing key: the
+    run folder's jobs and tables belong to one set of settings. A `grow_keys` entry (the
+    methods, domains, seeds a run covers) may grow: the file keeps the union of the lists
+    (the larger of two counts), so passing it back reruns everything the folder holds."""
     path = Path(folder) / CONFIG_FILE
     new = json.loads(json.dumps(settings, allow_nan=False))
     if path.is_file() and any(entry.is_dir() for entry in Path(folder).iterdir()):
         old = read_config_file(path)
         differ = [f"{key}: {json.dumps(old.get(key))} there, {json.dumps(new.get(key))} now"
-                  for key in sorted(set(old) | set(new)) if key not in free_keys and old.get(key) != new.get(key)]
+                  for key in sorted(set(old) | set(new))
+                  if key not in free_keys and key not in grow_keys and old.get(key) != new.get(key)]
         if differ:
             raise ValueError(f"{path}: this run folder was made with other settings ({'; '.join(differ)}); "
                              f"rerun it with --config {path} or choose another --out")
+        for key in grow_keys:
+            new[key] = _grown(old.get(key), new.get(key))
     return write_config(folder, new)
+
+
+def _grown(old, new):
+    """The union of two lists (old order first), the larger of two counts, else the new value."""
+    if isinstance(old, list) and isinstance(new, list):
+        return old + [item for item in new if item not in old]
+    if isinstance(old, int) and isinstance(new, int) and not isinstance(old, bool):
+        return max(old, new)
+    return new

@@ -42,6 +42,7 @@ LARGE_GPU_GIB = 40   # a GPU with this much memory or more takes DEFAULT_LARGE_G
 DEFAULT_LARGE_GPU_JOBS = 4
 # `decathlon run` options that say how a run executes, not what it computes: a rerun may change them.
 EXECUTION_OPTIONS = ("out", "results", "device", "jobs_per_device", "threads_per_job", "no_progress")
+RUN_EXTENT = ("methods", "domains", "seeds")   # a rerun may add to them (each job checks its own identity)
 
 
 def default_jobs_per_device(device: torch.device) -> int:
@@ -64,7 +65,7 @@ def run_benchmark(config: BenchmarkConfig, settings: dict | None = None) -> list
     # The first process holds the run folder: a second run into it is refused, naming this one.
     with folder_lock(config.out, "run folder") if ctx.is_main else contextlib.nullcontext():
         if ctx.is_main and settings is not None:
-            claim_run_config(config.out, {**settings, "out": str(config.out)}, EXECUTION_OPTIONS)
+            claim_run_config(config.out, {**settings, "out": str(config.out)}, EXECUTION_OPTIONS, RUN_EXTENT)
         jobs = plan_jobs(config, _backbone(config, manifest, ctx))
         per_device = config.jobs_per_device or default_jobs_per_device(ctx.device)
         threads = config.threads_per_job or max(1, torch.get_num_threads() // per_device)

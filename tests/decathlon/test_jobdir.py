@@ -30,3 +30,16 @@ def test_done_and_final(tmp_path):
 def test_predictions_file_names():
     assert predictions_file("test", "argmax", reported=True) == "predictions_test.npz"
     assert predictions_file("val", "sample", reported=False, domain="dtd") == "predictions_dtd_val-eval-sample.npz"
+
+
+def test_a_run_config_may_grow_its_methods_and_seeds_but_not_change_its_settings(tmp_path):
+    from decathlon.jobdir import claim_run_config, read_config_file
+    first = {"preset": "cpu_demo", "methods": ["finetune"], "seeds": 1, "hparams": {}}
+    claim_run_config(tmp_path, first, grow_keys=("methods", "seeds"))
+    (tmp_path / "jobs").mkdir()   # the folder now holds work
+    claim_run_config(tmp_path, {**first, "methods": ["nettailor", "finetune"], "seeds": 2},
+                     grow_keys=("methods", "seeds"))
+    kept = read_config_file(tmp_path / "config.yaml")
+    assert kept["methods"] == ["finetune", "nettailor"] and kept["seeds"] == 2
+    with pytest.raises(ValueError, match="preset"):
+        claim_run_config(tmp_path, {**kept, "preset": "adapters_paper"}, grow_keys=("methods", "seeds"))

@@ -134,5 +134,5 @@ def test_a_run_folder_config_reruns_the_run_and_other_settings_are_refused(tiny_
     assert main(["run", "--config", str(out / "config.yaml"), "--seeds", "2", "--hparam", "epochs=2"]) == 2
     err = capsys.readouterr().err
     assert f"error: {out / 'config.yaml'}: this run folder was made with other settings" in err
-    assert "hparams: " in err and "seeds: 1 there, 2 now" in err and err.count("\n") == 1
+    assert "hparams: " in err and "seeds" not in err and err.count("\n") == 1   # more seeds alone may be added
     assert [path.name for path in out.glob("jobs/*/finetune/dtd/*")] == ["seed0"]   # nothing ran
