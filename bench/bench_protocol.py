@@ -42,7 +42,8 @@ import torch
 from _common import machine_info, slug, write_report
 from data_prep import prepare
 from data_prep.synthetic import generate
-from decathlon.benchmark import default_jobs_per_device, hparams, pretrain_hparams, run_jobs
+from decathlon.benchmark import hparams, pretrain_hparams
+from decathlon.launch import default_jobs_per_device, run_jobs
 from decathlon.data import SOURCE_DOMAIN, output_hw
 from decathlon.engine import JobSpec, pretrain
 from decathlon.jobdir import read_final, read_records

@@ -6,7 +6,7 @@
 - Imports follow the layers, and nothing imports upward:
 
       files, resources -> data -> models -> jobdir -> checkpoints -> methods -> engine
-          -> inference -> benchmark -> scoring, report -> cli
+          -> inference -> launch -> benchmark -> scoring, report -> cli
 
   data_prep and baselines stand on data; scoring and report read job records and never
   the training code (engine, methods, checkpoints, benchmark).
@@ -39,7 +39,8 @@ ALLOWED = {
     "decathlon.methods": CHECKPOINTS,
     "decathlon.engine": METHODS,
     "decathlon.inference": CHECKPOINTS,
-    "decathlon.benchmark": ENGINE | {"decathlon.inference"},
+    "decathlon.launch": ENGINE | {"decathlon.inference"},
+    "decathlon.benchmark": ENGINE | {"decathlon.inference", "decathlon.launch"},
     "decathlon.scoring": DATA | {"baselines"},
     "decathlon.report": DATA | {"decathlon.jobdir", "decathlon.scoring", "baselines"},
 }

@@ -109,12 +109,13 @@ def select(sweep_dir, run_dir=None, **execution) -> tuple:
                      "final_protocol": preset_protocol(config.preset), "choices": choose(candidates),
                      "ignored": ignored}
         write_json_atomic(Path(sweep_dir) / SELECTION_FILE, selection)
-        backbone = prepare_backbone(config.benchmark(), manifest)
+        backbone = prepare_backbone(config.benchmark(), manifest, config.launcher)
         final = config.benchmark(out=str(run_dir), protocol=selection["final_protocol"], backbone=str(backbone))
         with folder_lock(run_dir, "run folder"):
-            specs = selected_specs(selection, final, prepare_backbone(final, manifest), config.overrides)
+            specs = selected_specs(selection, final, prepare_backbone(final, manifest, config.launcher),
+                                   config.overrides)
             _refuse_foreign_jobs(run_dir, specs)
-            run_specs(specs, final)
+            run_specs(specs, final, config.launcher)
     return selection, run_dir
 
 

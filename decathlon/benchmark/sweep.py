@@ -20,16 +20,14 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import torch
-
 from decathlon.benchmark.plan import BenchmarkConfig, check_data, check_overrides, plan_jobs
-from decathlon.benchmark.run import _backbone as prepare_backbone_of_run   # a run's own backbone logic, reused
-from decathlon.benchmark.run import default_jobs_per_device, run_jobs
+from decathlon.benchmark.run import SLURM_FOLDER, backbone_of_run
 from decathlon.benchmark.search_spaces import draw_trials, settings_slug
 from decathlon.data import MANIFEST_NAME, TARGET_DOMAINS
 from decathlon.engine import distributed
 from decathlon.files import folder_lock, parse_json, sha256_file, write_json_atomic
 from decathlon.jobdir import is_done
+from decathlon.launch import LauncherConfig, default_launcher, launch
 
 SWEEP_FILE = "sweep.json"
 TRIAL_FILE = "trial.json"
@@ -52,15 +50,13 @@ class SweepConfig:
     backbone: str | None = None                     # as `decathlon run --backbone`: no pretraining
     device: str = "auto"
     progress: bool = True
-    jobs_per_device: int | None = None
-    threads_per_job: int | None = None
+    launcher: LauncherConfig | None = None          # None: local (torchrun under torchrun)
 
     def benchmark(self, **changes) -> BenchmarkConfig:
         """The run this sweep's jobs belong to (protocol train, the fixed overrides)."""
         config = BenchmarkConfig(self.data, self.out, tuple(self.methods), tuple(self.domains), self.preset,
                                  TRIAL_PROTOCOL, self.seeds, self.device, dict(self.overrides),
-                                 progress=self.progress, jobs_per_device=self.jobs_per_device,
-                                 threads_per_job=self.threads_per_job, backbone=self.backbone)
+                                 progress=self.progress, backbone=self.backbone)
         return replace(config, **changes)
 
 
@@ -152,20 +148,24 @@ def trial_specs(trials: list, config: SweepConfig, backbone: Path, identity: dic
     return specs
 
 
-def prepare_backbone(run: BenchmarkConfig, manifest: dict) -> Path:
+def prepare_backbone(run: BenchmarkConfig, manifest: dict, launcher: LauncherConfig | None) -> Path:
     """The backbone file of `run`'s jobs, as `decathlon run` makes it: pretrained into the run
     folder (once), or the --backbone file, evaluated on imagenet12 for the ImNet column
     (its sha256 is then recorded in `run`). In one process: a sweep spreads jobs, not ranks."""
-    return prepare_backbone_of_run(run, manifest, distributed.local(run.device))
+    return backbone_of_run(run, manifest, distributed.local(run.device), _launcher(launcher, run.out))
 
 
-def run_specs(specs: list, config) -> None:
-    """Run the unfinished jobs of `specs`, resuming those with a checkpoint. The one place a
-    sweep and a selection hand their jobs over to be run."""
-    pending = [spec for spec in specs if not is_done(spec.out)]
-    per_device = config.jobs_per_device or default_jobs_per_device(distributed.local(config.device).device)
-    threads = config.threads_per_job or max(1, torch.get_num_threads() // per_device)
-    run_jobs(pending, per_device, threads, "jobs", config.progress)
+def run_specs(specs: list, config, launcher: LauncherConfig | None) -> None:
+    """Run the unfinished jobs of `specs`, resuming those with a checkpoint, through
+    `launcher`. The one place a sweep and a selection hand their jobs over to be run."""
+    launch([spec for spec in specs if not is_done(spec.out)], _launcher(launcher, config.out), "jobs",
+           config.progress)
+
+
+def _launcher(launcher: LauncherConfig | None, out) -> LauncherConfig:
+    """`launcher`, or the default one; submitit's files under `out` unless told."""
+    launcher = launcher or LauncherConfig(default_launcher())
+    return replace(launcher, folder=launcher.folder or str(Path(out) / SLURM_FOLDER))
 
 
 def run_sweep(config: SweepConfig) -> list:
@@ -182,19 +182,19 @@ def run_sweep(config: SweepConfig) -> list:
             check_same_sweep(config.out, identity)
         else:
             write_json_atomic(Path(config.out) / SWEEP_FILE, identity)
-        backbone = prepare_backbone(config.benchmark(), manifest)
+        backbone = prepare_backbone(config.benchmark(), manifest, config.launcher)
         specs = trial_specs(trials, config, backbone, identity)
         for trial in trials:
             if not (trial.folder / TRIAL_FILE).is_file():
                 write_json_atomic(trial.folder / TRIAL_FILE, {"sweep": sweep_id(identity), **asdict(trial),
                                                               "folder": trial.folder.name})
-        run_specs(specs, config)
+        run_specs(specs, config, config.launcher)
     return trials
 
 
 def config_of_sweep(folder, **execution) -> SweepConfig:
     """The SweepConfig of an existing sweep folder (from its sweep.json), with `execution`
-    (device, progress, jobs_per_device, threads_per_job) for the jobs still to run."""
+    (device, progress, launcher) for the jobs still to run."""
     identity = read_sweep_file(folder)
     return SweepConfig(identity["data"], str(folder), tuple(identity["methods"]), tuple(identity["domains"]),
                        identity["preset"], identity["trials"], identity["seeds"], identity["sampler"],

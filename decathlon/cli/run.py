@@ -5,7 +5,8 @@
 With no arguments it runs the CPU demo on the prepared synthetic mini-decathlon
 (`make run` prepares it first). Rerunning the same command skips finished jobs and
 resumes unfinished ones. Under `torchrun --nproc_per_node=N` pretraining runs
-data-parallel and the per-domain jobs are spread over the processes.
+data-parallel and the per-domain jobs are spread over the processes; with `--launcher slurm`
+the backbone's job and then each wave of jobs are submitted to SLURM (submitit job arrays).
 Results (tables, plots, submission files) go to results/<run name>/.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from decathlon.benchmark import PRESETS, BenchmarkConfig, run_benchmark
 from decathlon.cli.common import add_execution_arguments, error_line, execution_options, overrides_from
 from decathlon.cli.config_file import add_config_argument, apply_config, settings_of
+from decathlon.cli.launcher_args import add_launcher_arguments, check_launcher_arguments, launcher_config
 from decathlon.data import TARGET_DOMAINS, get_domain
 from decathlon.engine import distributed
 from decathlon.files import ensure_dir
@@ -52,12 +54,8 @@ def add_arguments(parser) -> None:
                                            "`decathlon import-backbone` does); recorded in every result")
     parser.add_argument("--hparam", action="append", metavar="KEY=VALUE", help="override a hyperparameter")
     add_execution_arguments(parser)
-    parser.add_argument("--jobs-per-device", type=int,
-                        help="jobs run at once per device (per torchrun rank), each in its own process; "
-                             "default: 4 on a GPU of 40 GiB or more, 2 on a smaller GPU, 1 on a CPU")
-    parser.add_argument("--threads-per-job", type=int,
-                        help="torch CPU threads of each job (default: the process's threads shared out evenly)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_launcher_arguments(parser)
     add_config_argument(parser)   # last: it takes over the defaults of every option above
 
 
@@ -71,9 +69,9 @@ def check_arguments(args, parser) -> argparse.Namespace:
         parser.error(err.args[0])
     if "imagenet12" in args.domains:
         parser.error("imagenet12 is the source domain (pretraining); choose targets among the other nine")
-    for name in ("seeds", "jobs_per_device", "threads_per_job"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    check_launcher_arguments(args, parser)
     return args
 
 
@@ -94,7 +92,7 @@ def run(args) -> int:
                                  backbone=args.backbone)
         if args.results:   # checked before hours of training, not after
             ensure_dir(args.results, "--results")
-        run_benchmark(config, {**settings_of(args), "protocol": config.protocol})
+        run_benchmark(config, launcher_config(args), {**settings_of(args), "protocol": config.protocol})
         if distributed.init(args.device).is_main:
             report([Path(config.out)], ensure_dir(args.results or Path("results") / Path(config.out).name,
                                                   "--results"))

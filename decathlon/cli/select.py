@@ -15,7 +15,8 @@ from pathlib import Path
 
 from decathlon.benchmark import select
 from decathlon.cli.common import run_guarded
-from decathlon.cli.sweep import add_execution, check_counts
+from decathlon.cli.launcher_args import check_launcher_arguments, launcher_config
+from decathlon.cli.sweep import add_execution
 from decathlon.files import ensure_dir
 from decathlon.report import report
 
@@ -28,7 +29,7 @@ def add_arguments(parser) -> None:
 
 
 def check_arguments(args, parser):
-    check_counts(args, parser, ("jobs_per_device", "threads_per_job"))
+    check_launcher_arguments(args, parser)
     return args
 
 
@@ -38,7 +39,7 @@ def run(args) -> int:
         if args.out:   # checked before anything is chosen or run, not after
             ensure_dir(args.out, "--out")
         selection, run_dir = select(args.sweep, args.out, device=args.device, progress=not args.no_progress,
-                                    jobs_per_device=args.jobs_per_device, threads_per_job=args.threads_per_job)
+                                    launcher=launcher_config(args))
         for ignored in selection["ignored"]:
             print(f"ignored {ignored['path']}: {ignored['reason']}")
         for choice in selection["choices"]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from decathlon.benchmark import PRESETS, SAMPLERS, SEARCH_SPACES, SweepConfig, parse_overrides, run_sweep
 from decathlon.cli.common import run_guarded
+from decathlon.cli.launcher_args import add_launcher_arguments, check_launcher_arguments, launcher_config
 from decathlon.data import TARGET_DOMAINS, get_domain
 
 
@@ -30,13 +31,10 @@ def _sweepable(name: str) -> None:
 
 
 def add_execution(parser) -> None:
-    """How the jobs run (also `decathlon select`)."""
+    """How the jobs run (also `decathlon select`): the device, progress and the launcher."""
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--jobs-per-device", type=int,
-                        help="jobs at once, each in its own process (default: 4 on a GPU of 40 GiB or more, "
-                             "2 on a smaller GPU, 1 on a CPU)")
-    parser.add_argument("--threads-per-job", type=int, help="torch CPU threads of each job")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_launcher_arguments(parser)
 
 
 def add_arguments(parser) -> None:
@@ -69,7 +67,8 @@ def check_arguments(args, parser):
         parser.error(err.args[0])
     if "imagenet12" in args.domains:
         parser.error("imagenet12 is the source domain (pretraining); choose targets among the other nine")
-    check_counts(args, parser, ("trials", "seeds", "jobs_per_device", "threads_per_job"))
+    check_counts(args, parser, ("trials", "seeds"))
+    check_launcher_arguments(args, parser)
     return args
 
 
@@ -77,7 +76,7 @@ def run(args) -> int:
     def launch():
         config = SweepConfig(args.data, args.out, args.methods, args.domains, args.preset, args.trials, args.seeds,
                              args.sampler, args.sweep_seed, parse_overrides(args.hparam), args.backbone, args.device,
-                             not args.no_progress, args.jobs_per_device, args.threads_per_job)
+                             not args.no_progress, launcher_config(args))
         trials = run_sweep(config)
         print(f"sweep {config.out}: {len(trials)} trial(s) x {config.seeds} seed(s) finished; "
               f"choose with `decathlon select --sweep {config.out}`")
