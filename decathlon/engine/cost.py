@@ -81,6 +81,22 @@ def _routed(view):
             del net.forward
 
 
+@contextlib.contextmanager
+def _frozen(module):
+    """Every parameter of `module` without requires_grad for the count, restored after.
+    FlopCounterMode's module tracker hooks the gradient of each module output that requires
+    it, and fails on one with no gradient function: a parameter a module returns as is
+    (SpotTune-Global's policy logits) still requires grad under no_grad."""
+    trained = [p for p in module.parameters() if p.requires_grad]
+    for parameter in trained:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in trained:
+            parameter.requires_grad_(True)
+
+
 @torch.no_grad()
 def flops_per_image(view, loader, policy, seed: int = 0, limit: int = FLOP_IMAGES) -> dict:
     """{"flops_per_image", "images_counted"} of `view` (a method or a joint job's domain view)
@@ -90,7 +106,8 @@ def flops_per_image(view, loader, policy, seed: int = 0, limit: int = FLOP_IMAGE
     view.eval()
     counted, counter = 0, FlopCounterMode(display=False)
     device = next(view.parameters()).device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), _routed(view), counter:
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), _routed(view), _frozen(view), \
+            counter:
         torch.manual_seed(seed)
         for images, _, _ in loader:
             images = images[:limit - counted]

@@ -51,6 +51,18 @@ def test_finetune_flops_are_those_of_resnet26_at_its_width_and_size():
     assert counted == {"flops_per_image": analytic_flops(4, WIDTH, SIZE, CLASSES), "images_counted": 20}
 
 
+@pytest.mark.parametrize("name", ["bn_adapt", "series_adapters", "parallel_adapters", "random_policy",
+                                  "spottune_global", "piggyback", "taps"])
+def test_every_method_is_counted_and_keeps_what_it_trains(name):
+    """A method whose module returns a parameter as is (SpotTune-Global's policy logits) is
+    counted too, and every parameter it trains still requires grad afterwards."""
+    method = _method(name)
+    trained = {n for n, p in method.named_parameters() if p.requires_grad}
+    policy = method.eval_policies()[0]
+    assert flops_per_image(method, _batches(), policy)["flops_per_image"] > 0
+    assert {n for n, p in method.named_parameters() if p.requires_grad} == trained
+
+
 def _policy_choosing(method, tuned_blocks):
     """Make the policy's argmax pick the fine-tuned copy of exactly `tuned_blocks`."""
     head = method.net.spottune.domains["target"].policy.head.linear
