@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from decathlon.cli import build_parser, main as decathlon_main
@@ -113,8 +114,10 @@ def test_two_jobs_per_device_give_the_results_of_one(tiny_decathlon, tmp_path):
         runs[jobs] = out
     one, two = _predictions(runs[1]), _predictions(runs[2])
     assert len(one) == 12 and one == two   # 4 jobs x val/test, spottune also sampled
-    board = {jobs: (tmp_path / f"results{jobs}" / "scores.csv").read_text() for jobs in (1, 2)}
-    assert board[1] == board[2]
+    measured = ("train_images_per_s", "device_hours", "peak_memory_mib")   # timed on the machine: may differ
+    board = {jobs: pd.read_csv(tmp_path / f"results{jobs}" / "scores.csv").query("metric not in @measured")
+             for jobs in (1, 2)}
+    assert len(board[1]) > 0 and board[1].equals(board[2])
 
 
 def test_bad_arguments_are_refused(capsys):
