@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -67,6 +68,8 @@ def wait_for(jobs: list, specs: list, desc: str = "jobs", progress: bool = True)
 
 
 def _last_line(error: Exception) -> str:
-    """The last non-empty line of a task's error (submitit quotes the task's traceback)."""
+    """The task's own error: the last exception line of the traceback submitit quotes (after
+    it, submitit may list its log files as "- <path>" lines), else the last line."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+    raised = [line for line in lines if re.match(r"[\w.]*(Error|Exception|Interrupt|Exit)\b[^ ]*:", line)]
+    return (raised or [line for line in lines if not line.startswith("- ")] or [type(error).__name__])[-1]
