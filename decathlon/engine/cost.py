@@ -38,6 +38,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from decathlon.models import SpotTuneNet
 
 FLOP_IMAGES = 512   # enough for a policy's usage, cheap next to one evaluation
+# A network without per-image decisions costs the same on every image of a split (its
+# batches share one input size): a few images give its exact count.
+STATIC_FLOP_IMAGES = 8
 MIB = 2 ** 20
 
 
@@ -100,8 +103,11 @@ def _frozen(module):
 @torch.no_grad()
 def flops_per_image(view, loader, policy, seed: int = 0, limit: int = FLOP_IMAGES) -> dict:
     """{"flops_per_image", "images_counted"} of `view` (a method or a joint job's domain view)
-    on the first `limit` images of `loader` under test-time `policy`. A random policy draws
-    from a forked RNG seeded with `seed`: the training RNG stream is untouched."""
+    on the first `limit` images of `loader` under test-time `policy` (STATIC_FLOP_IMAGES at
+    most without per-image decisions). A random policy draws from a forked RNG seeded with
+    `seed`: the training RNG stream is untouched."""
+    if not any(isinstance(m, SpotTuneNet) for m in view.modules()):
+        limit = min(limit, STATIC_FLOP_IMAGES)
     view.use_eval_policy(policy)
     view.eval()
     counted, counter = 0, FlopCounterMode(display=False)

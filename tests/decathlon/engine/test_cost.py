@@ -47,8 +47,11 @@ def _method(name):
 
 
 def test_finetune_flops_are_those_of_resnet26_at_its_width_and_size():
-    counted = flops_per_image(_method("finetune"), _batches(3), None, limit=20)   # 8 + 8 + 4 of the third
-    assert counted == {"flops_per_image": analytic_flops(4, WIDTH, SIZE, CLASSES), "images_counted": 20}
+    counted = flops_per_image(_method("finetune"), _batches(3), None, limit=20)
+    # Without per-image decisions every image costs the same: the first few are counted.
+    assert counted == {"flops_per_image": analytic_flops(4, WIDTH, SIZE, CLASSES), "images_counted": 8}
+    spottune = flops_per_image(_method("spottune"), _batches(3), "argmax", limit=20)   # 8 + 8 + 4 of the third
+    assert spottune["images_counted"] == 20
 
 
 @pytest.mark.parametrize("name", ["bn_adapt", "series_adapters", "parallel_adapters", "random_policy",
