@@ -37,8 +37,8 @@ def format_cell(mean: float, se: float, n, decimals: int) -> str:
 
 def shown_seeds(metric: str, cell) -> int:
     """The n a cell is shown with: 1 (no ±) for a cost column, and for a #par that is the same
-    for every seed."""
-    if metric in COST_HEADERS or (metric in CONSTANT_WITHOUT_SE and not cell["se"] > 0):
+    for every seed (its s.e. rounds to 0: sums of floats may differ in the last bits)."""
+    if metric in COST_HEADERS or (metric in CONSTANT_WITHOUT_SE and not round(cell["se"], DECIMALS[metric]) > 0):
         return 1
     return cell["n"]
 

@@ -9,6 +9,7 @@ import pytest
 
 from decathlon.cli import main
 from decathlon.report import CollectError, collect, leaderboards, write_submissions, write_tables
+from decathlon.report.tables import shown_seeds
 from decathlon.scoring import validate_results
 
 def points(error, baseline_error):
@@ -83,6 +84,7 @@ def test_files_say_synthetic_and_are_deterministic(tmp_path, write_run):
     spottune_row = next(line for line in markdown.splitlines() if line.startswith("| spottune (eval argmax) |"))
     assert "| 750 ± 0 | 3.00 |" in finetune_row               # the same size for every seed: no ± 0.00
     assert "| 4.10 ± 0.10 |" in spottune_row                  # 4.0 and 4.2 over the two seeds
+    assert shown_seeds("#par", {"se": 1e-17, "n": 3}) == 1 and shown_seeds("#par", {"se": 0.01, "n": 3}) == 3
     assert "\\toprule" in latex and "SYNTHETIC" in latex and "65.00 $\\pm$ 5.00" in latex
     scores = pd.read_csv(first[2])
     assert set(scores["data"]) == {"SYNTHETIC"} and set(scores["split"]) == {"val", "test"}
