@@ -55,6 +55,17 @@ def overrides_from(args) -> dict:
     return overrides
 
 
+def names_from(spec: str, valid: tuple, lookup) -> tuple:
+    """A comma-separated list of names (or "all": `valid`), each checked by `lookup`, which
+    raises KeyError for an unknown one."""
+    if spec == "all":
+        return valid
+    names = tuple(name.strip() for name in spec.split(",") if name.strip())
+    for name in names:
+        lookup(name)
+    return names
+
+
 def error_line(err: Exception) -> str:
     """The one line a user sees for an error they can fix: a KeyError's message without its
     quotes, an OSError (a full disk, a folder that cannot be written) with the file it hit."""

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from decathlon.benchmark import PRESETS, BenchmarkConfig, run_benchmark
-from decathlon.cli.common import add_execution_arguments, error_line, execution_options, overrides_from
+from decathlon.cli.common import (add_execution_arguments, error_line, execution_options, names_from,
+                                  overrides_from)
 from decathlon.cli.config_file import add_config_argument, apply_config, settings_of
 from decathlon.cli.launcher_args import add_launcher_arguments, check_launcher_arguments, launcher_config
 from decathlon.data import TARGET_DOMAINS, get_domain
@@ -24,15 +25,6 @@ from decathlon.engine import distributed
 from decathlon.files import ensure_dir
 from decathlon.methods import METHODS, get_method
 from decathlon.report import report
-
-
-def _names(spec: str, valid: tuple, lookup) -> tuple:
-    if spec == "all":
-        return valid
-    names = tuple(name.strip() for name in spec.split(",") if name.strip())
-    for name in names:
-        lookup(name)
-    return names
 
 
 def add_arguments(parser) -> None:
@@ -63,8 +55,8 @@ def check_arguments(args, parser) -> argparse.Namespace:
     """The checks argparse cannot make itself (names, ranges); a failure is a usage error."""
     args = apply_config(args, parser)
     try:
-        args.methods = _names(args.methods, tuple(METHODS), get_method)
-        args.domains = _names(args.domains, TARGET_DOMAINS, get_domain)
+        args.methods = names_from(args.methods, tuple(METHODS), get_method)
+        args.domains = names_from(args.domains, TARGET_DOMAINS, get_domain)
     except KeyError as err:
         parser.error(err.args[0])
     if "imagenet12" in args.domains:

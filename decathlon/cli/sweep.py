@@ -11,18 +11,9 @@ jobs and resumes unfinished ones; other settings into the same folder are refuse
 from __future__ import annotations
 
 from decathlon.benchmark import PRESETS, SAMPLERS, SEARCH_SPACES, SweepConfig, parse_overrides, run_sweep
-from decathlon.cli.common import run_guarded
+from decathlon.cli.common import names_from, run_guarded
 from decathlon.cli.launcher_args import add_launcher_arguments, check_launcher_arguments, launcher_config
 from decathlon.data import TARGET_DOMAINS, get_domain
-
-
-def _names(spec: str, valid: tuple, lookup) -> tuple:
-    if spec == "all":
-        return valid
-    names = tuple(name.strip() for name in spec.split(",") if name.strip())
-    for name in names:
-        lookup(name)
-    return names
 
 
 def _sweepable(name: str) -> None:
@@ -61,8 +52,8 @@ def check_counts(args, parser, names) -> None:
 
 def check_arguments(args, parser):
     try:
-        args.methods = _names(args.methods, tuple(SEARCH_SPACES), _sweepable)
-        args.domains = _names(args.domains, TARGET_DOMAINS, get_domain)
+        args.methods = names_from(args.methods, tuple(SEARCH_SPACES), _sweepable)
+        args.domains = names_from(args.domains, TARGET_DOMAINS, get_domain)
     except KeyError as err:
         parser.error(err.args[0])
     if "imagenet12" in args.domains:
