@@ -15,7 +15,7 @@ POSITIVE = ("jobs_per_device", "threads_per_job", "slurm_time", "slurm_cpus", "s
 def add_launcher_arguments(parser) -> None:
     group = parser.add_argument_group("launcher", "where the jobs run (docs/running.md#launchers)")
     group.add_argument("--launcher", choices=LAUNCHERS,
-                       help="local: processes on this machine; torchrun: the jobs spread over torchrun's "
+                       help="local: processes on the local host; torchrun: the jobs spread over torchrun's "
                             "processes; slurm: submitit job arrays (default: torchrun under torchrun, else local)")
     group.add_argument("--jobs-per-device", type=int,
                        help="local/torchrun: jobs run at once per device (per torchrun rank), each in its own "

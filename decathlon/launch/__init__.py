@@ -1,5 +1,5 @@
 """Launchers: how the benchmark's jobs get run, on engines that exist. `local` (processes on
-this machine, several per device), `torchrun` (the jobs spread over its processes) and
+the local host, several per device), `torchrun` (the jobs spread over its processes) and
 `slurm` (submitit job arrays, requeued on preemption and resumed from the job folder)."""
 from decathlon.launch.config import LAUNCHERS, LaunchError, LauncherConfig, default_launcher, under_torchrun
 from decathlon.launch.launcher import check_launcher, launch, run_backbone

@@ -1,6 +1,6 @@
 """`launch`: run a list of jobs to completion with the chosen launcher.
 
-- local: decathlon.launch.local's runner, `jobs_per_device` at a time in this machine's
+- local: decathlon.launch.local's runner, `jobs_per_device` at a time in the local host's
   processes;
 - torchrun: the jobs spread over torchrun's processes (rank r takes every world_size-th
   job), each process running its share as local does, then a barrier;

@@ -1,4 +1,4 @@
-"""The local runner: the jobs in spawned processes on this machine, `per_device` at a time.
+"""The local runner: the jobs in spawned processes on the local host, `per_device` at a time.
 
 One small job cannot keep a GPU busy (results/bench/README.md has the measured figures),
 so `jobs_per_device` jobs run at once, each in its own spawned process taking the next job
