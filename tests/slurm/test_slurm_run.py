@@ -1,7 +1,7 @@
 """`decathlon run`, `sweep` and `select` with `--launcher slurm` end to end on a real single-node
 SLURM: the backbone's job and a wave of 2 methods x 2 domains as a job array, every job done,
 and the same records and predictions as the local runner's; a sweep's twelve trials as one
-array, and the selection's jobs after them."""
+array, and the selection made from them."""
 import json
 import os
 import subprocess
@@ -50,7 +50,8 @@ def test_a_run_through_slurm_gives_the_local_runners_records(slurm_cluster, tiny
 def test_the_sweep_of_2_methods_2_domains_3_trials_runs_through_slurm_and_select_reports_it(
         slurm_cluster, tiny_decathlon, tmp_path):
     """The sweep of tests/decathlon/cli/test_sweep.py (finetune and spottune_global on dtd and
-    svhn, 3 trials) submitted as SLURM arrays, then `decathlon select` through SLURM too."""
+    svhn, 3 trials) submitted as SLURM arrays, then `decathlon select` on the finished sweep (its
+    four final jobs run locally: the SLURM path is the sweep's)."""
     out, slurm = tmp_path / "sweep", ["--launcher", "slurm", "--slurm-cpus", "1", "--slurm-time", "10"]
     tiny = ["--hparam", "width=0.125", "--hparam", "epochs=1", "--hparam", "batch_size=16", "--hparam",
             "eval_batch_size=64", "--hparam", "lr_milestones=[1]", "--device", "cpu", "--no-progress"]
@@ -66,7 +67,7 @@ def test_the_sweep_of_2_methods_2_domains_3_trials_runs_through_slurm_and_select
     logs = [p.parent.name for p in (out / "submitit").glob("*/*_log.out")]
     assert len(logs) == 13 and sum("_" in name for name in logs) == 12, logs
     select = subprocess.run([sys.executable, "-m", "decathlon", "select", "--sweep", str(out), "--results",
-                             str(tmp_path / "results"), "--device", "cpu", "--no-progress", *slurm],
+                             str(tmp_path / "results"), "--device", "cpu", "--no-progress"],
                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert select.returncode == 0, select.stderr[-3000:]
     assert len(list((out / "selected").glob("jobs/*/*/*/seed0/done"))) == 4
