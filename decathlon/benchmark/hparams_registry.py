@@ -32,7 +32,9 @@ half: 'half_away' as Python 2, under which the public codes ran, in the paper pr
 'half_even' as Python 3 in cpu_demo) and `drop_last` (skip each epoch's last, shorter
 training batch: off in the paper presets, whose loaders keep it; on in cpu_demo). SpotTune's
 methods also have `tail`: its fused blocks' tail in training, 'eager' or 'compiled'
-(torch.compile; decathlon/models/compiled_tail.py).
+(torch.compile; decathlon/models/compiled_tail.py). The backbone is one more named option of
+every preset and of pretraining: `arch` ('resnet26', or 'timm:<name>' for any timm model),
+`input_size`, `patch_size` and `arch_kwargs` (decathlon/models/backbones.py).
 """
 from __future__ import annotations
 
@@ -44,12 +46,16 @@ from decathlon.benchmark.presets_piggyback import PIGGYBACK_BY_PRESET, PIGGYBACK
 from decathlon.benchmark.presets_taps import TAPS_IN_PRESET, TAPS_METHOD, taps_paper_common
 from decathlon.data import CROP_ROUNDINGS, get_domain
 from decathlon.engine import LR_SCHEDULES, PRECISIONS
-from decathlon.models import TAILS
+from decathlon.models import TAILS, check_arch
 
 _PROTOCOL = {"cpu_demo": "train", "spottune_paper": "trainval", "spottune_intended": "trainval",
              "adapters_paper": "train", "piggyback_paper": "train", "taps_paper": "train"}
 
-_OPTIONS = dict(precision="fp32", weight_decay_3x3=None, weight_decay_1x1=None)
+# The backbone (decathlon.models.backbones): 'resnet26' or 'timm:<name>', its input size (None:
+# the loaders' images as they are, else resized to NxN), a ViT's patch size (None: the arch's own)
+# and further timm.create_model keywords (e.g. a smaller depth).
+_BACKBONE = dict(arch="resnet26", input_size=None, patch_size=None, arch_kwargs={})
+_OPTIONS = dict(precision="fp32", weight_decay_3x3=None, weight_decay_1x1=None, **_BACKBONE)
 # The demo's committed results were made with Python 3 rounding and full batches only.
 _DEMO_OPTIONS = dict(_OPTIONS, crop_rounding="half_even", drop_last=True)
 _PAPER_OPTIONS = dict(_OPTIONS, crop_rounding="half_away", drop_last=False)
@@ -141,15 +147,16 @@ def _check_preset(preset: str) -> None:
         raise KeyError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
 
 
-# Keys that may be null (None: the same as `weight_decay`), and the type they have otherwise.
-_NULLABLE = {"weight_decay_3x3": "float", "weight_decay_1x1": "float"}
+# Keys that may be null (weight decays: the same as `weight_decay`; input and patch size: see
+# _BACKBONE), and the type they have otherwise.
+_NULLABLE = {"weight_decay_3x3": "float", "weight_decay_1x1": "float", "input_size": "int", "patch_size": "int"}
 
 
 def _type_of(value) -> str:
     """The type name of a default value: what an override of its key must have."""
     if isinstance(value, list):
         return f"list of {_type_of(value[0])}" if value else "list"
-    return {bool: "bool", int: "int", float: "float"}.get(type(value), type(value).__name__)
+    return {bool: "bool", int: "int", float: "float", dict: "dict"}.get(type(value), type(value).__name__)
 
 
 def _fits(value, expected: str) -> bool:
@@ -232,6 +239,7 @@ def _check_values(values: dict) -> dict:
                          f"{', '.join(LR_SCHEDULES)}")
     if values.get("tail", "eager") not in TAILS:
         raise ValueError(f"hyperparameter 'tail' is {values['tail']!r}; expected one of {', '.join(TAILS)}")
+    check_arch(values["arch"])
     if values["crop_rounding"] not in CROP_ROUNDINGS:
         raise ValueError(f"hyperparameter 'crop_rounding' is {values['crop_rounding']!r}; expected one of "
                          f"{', '.join(CROP_ROUNDINGS)}")

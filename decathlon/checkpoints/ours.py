@@ -148,9 +148,18 @@ def load_backbone(path: Path, width: float, run_dir: Path | None = None) -> dict
     return ckpt
 
 
+# Hyperparameters added after job checkpoints were first written, with the value every job
+# had before: a checkpoint without one was written with that value.
+ADDED_HPARAMS = {"tail": "eager", "arch": "resnet26", "input_size": None, "patch_size": None, "arch_kwargs": {}}
+
+
 def check_resumable(ckpt: dict, path: Path, identity: dict) -> None:
     """A job checkpoint may only resume the job that wrote it."""
+    written = dict(ckpt.get("identity", {}))
+    if isinstance(written.get("hparams"), dict) and isinstance(identity.get("hparams"), dict):
+        added = {k: v for k, v in ADDED_HPARAMS.items() if k in identity["hparams"]}
+        written["hparams"] = {**added, **written["hparams"]}
     for key, value in identity.items():
-        if ckpt.get("identity", {}).get(key) != value:
-            raise CheckpointError(f"{path}: written for {key}={ckpt.get('identity', {}).get(key)!r}, "
+        if written.get(key) != value:
+            raise CheckpointError(f"{path}: written for {key}={written.get(key)!r}, "
                                   f"this job has {key}={value!r}; use another output folder")

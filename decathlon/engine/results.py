@@ -26,7 +26,7 @@ from decathlon.engine.cost import flops_per_image, peak_memory, time_cost
 from decathlon.engine.evaluation import evaluate
 from decathlon.engine.job_checks import finite_or_null
 from decathlon.jobdir import FINAL_FILE, mark_done, predictions_file, read_records
-from decathlon.models import resnet26
+from decathlon.models import reference_parameter_count
 
 FINAL_FORMAT = 2
 
@@ -78,8 +78,9 @@ def finish(spec, method, eval_loaders: dict, scores: dict, ctx, manifest: dict, 
              "backbone": backbone_record(spec.backbone, backbone), "execution": execution,
              "stored_parameters": {"shared": stored["shared"]} if multi else stored,
              "num_classes": method.num_classes,
-             # One ResNet-26 at this width without classifier: the unit of the Decathlon's #par.
-             "reference_parameters": sum(p.numel() for p in resnet26(0, hp["width"]).parameters()),
+             # The backbone without classifier (one ResNet-26 at this width for the benchmark's
+             # own rows): the unit of the Decathlon's #par.
+             "reference_parameters": reference_parameter_count(hp),
              "splits": {} if multi else evaluations[0]["splits"], "evaluations": evaluations}
     if ctx.is_main:
         final["cost"] = _cost(spec, method, eval_loaders, ctx, execution, final_eval_seconds)

@@ -15,7 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decathlon.models import resnet26
+from decathlon.models import RESNET26, is_vit, network_of, resnet26
+
+# What `Method.backbones` may say: the architectures a method is defined on.
+BACKBONE_KINDS = ("resnet26", "any", "vit")
 
 
 class Method(nn.Module):
@@ -24,12 +27,14 @@ class Method(nn.Module):
     name = "base"
     uses_backbone = True   # False only for methods that ignore the pretrained weights
     multi_domain = False   # True: one job trains every domain of the run (see spottune_joint)
+    backbones = "resnet26"  # the backbones it is defined on: "resnet26", "any" (timm too) or "vit"
     autocast = contextlib.nullcontext   # the engine sets bf16 autocast on CUDA
 
     def __init__(self, num_classes: int, hparams: dict, backbone_state: dict | None = None):
         super().__init__()
         self.num_classes = num_classes
         self.hparams = dict(hparams)
+        check_backbone(type(self), self.hparams.get("arch", RESNET26))
         if self.uses_backbone and backbone_state is None:
             raise ValueError(f"method {self.name!r} needs a pretrained backbone (run `python -m decathlon pretrain`)")
         self.net = self.build(backbone_state)
@@ -146,12 +151,22 @@ def decay_groups(parameters, lr: float, hparams: dict) -> list:
     return [{"params": params, "lr": lr, "weight_decay": decay} for decay, params in groups.items()]
 
 
+def check_backbone(method_cls: type, arch: str) -> None:
+    """One clear error where `method_cls` is not defined on the backbone `arch`."""
+    kind = method_cls.backbones
+    if kind == "any" or (kind == "resnet26" and arch == RESNET26) or (kind == "vit" and is_vit(arch)):
+        return
+    what = {"resnet26": "the benchmark's ResNet-26 (arch resnet26)", "vit": "ViT backbones (timm:vit_*, deit_*, eva*)"}
+    raise ValueError(f"method {method_cls.name!r} is defined on {what[kind]} only, not on backbone arch {arch!r}")
+
+
 def new_backbone(hparams: dict, num_classes: int, backbone_state: dict | None, **kwargs) -> nn.Module:
-    """A ResNet-26 for this domain, with the pretrained weights when given.
+    """The network of the job's backbone arch (hyperparameter `arch`: ResNet-26 or a timm
+    model, decathlon.models.backbones) for this domain, with the pretrained weights when given.
 
     The classifier is always new (it has this domain's classes); every other tensor
     of the checkpoint must fit, else the checkpoint is from another architecture."""
-    net = resnet26(num_classes, width=hparams["width"], **kwargs)
+    net = network_of(hparams, num_classes, **kwargs)
     if backbone_state is not None:
         load_backbone_weights(net, backbone_state)
     return net

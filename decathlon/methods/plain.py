@@ -1,4 +1,5 @@
-"""Methods on one plain or adapted ResNet-26 per domain (docs/reference.md, section 3)."""
+"""Methods on one plain or adapted network per domain (docs/reference.md, section 3): scratch,
+finetune and feature_extractor on any backbone arch, the others on ResNet-26."""
 from __future__ import annotations
 
 from torch import nn
@@ -8,8 +9,9 @@ from decathlon.models import freeze_shared_convs
 
 
 class Scratch(Method):
-    """A ResNet-26 trained from random initialisation on the domain alone."""
+    """The backbone network trained from random initialisation on the domain alone."""
     name = "scratch"
+    backbones = "any"
     uses_backbone = False
 
     def build(self, backbone_state):
@@ -19,6 +21,7 @@ class Scratch(Method):
 class Finetune(Method):
     """The Decathlon's baseline: every weight of the pretrained network is fine-tuned."""
     name = "finetune"
+    backbones = "any"
 
     def build(self, backbone_state):
         return new_backbone(self.hparams, self.num_classes, backbone_state)
@@ -46,6 +49,7 @@ class _FrozenTrunk(nn.Module):
 class FeatureExtractor(Method):
     """Only the last layer is trained on the frozen pretrained features."""
     name = "feature_extractor"
+    backbones = "any"
 
     def build(self, backbone_state):
         return _FrozenTrunk(new_backbone(self.hparams, self.num_classes, backbone_state))

@@ -48,3 +48,15 @@ def test_backbone_provenance(tiny_backbone, tiny_hparams):
     assert load_backbone(tiny_backbone, width)["provenance"] == {"kind": "ours", **ours}
     assert load_backbone(tiny_backbone, width, run_dir=tiny_backbone.parent)["provenance"] == {
         "kind": "pretrained by this run", **ours}
+
+
+def test_a_checkpoint_from_before_the_backbone_keys_resumes_its_job_and_no_other(tmp_path):
+    from decathlon.checkpoints.ours import ADDED_HPARAMS, check_resumable
+
+    hp = hparams("finetune", "aircraft")
+    older = {k: v for k, v in hp.items() if k not in ADDED_HPARAMS}
+    ckpt = {"identity": {"method": "finetune", "hparams": older}}
+    check_resumable(ckpt, tmp_path / "checkpoint.pt", {"method": "finetune", "hparams": hp})
+    other = hparams("finetune", "aircraft", overrides={"arch": "timm:resnet18"})
+    with pytest.raises(CheckpointError, match="written for hparams="):
+        check_resumable(ckpt, tmp_path / "checkpoint.pt", {"method": "finetune", "hparams": other})
