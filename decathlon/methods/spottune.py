@@ -1,4 +1,8 @@
-"""SpotTune and its variants as methods: one domain on the shared frozen backbone."""
+"""SpotTune and its variants as methods: one domain on the shared frozen backbone.
+
+On the benchmark's ResNet-26 they use `SpotTuneNet`; on a timm backbone (hyperparameter
+`arch` 'timm:<name>') `BlockSpotTuneNet`, SpotTune over the body's residual blocks
+(docs/spottune_any_backbone.md). Both have the same per-domain interface."""
 from __future__ import annotations
 
 import copy
@@ -7,10 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from decathlon.methods.base import Method, decay_groups, pretrained_backbone
-from decathlon.models import SpotTuneNet, budget_loss
+from decathlon.methods.base import Method, decay_groups, new_backbone, pretrained_backbone
+from decathlon.models import BlockSpotTuneNet, SpotTuneNet, budget_loss, is_timm
 from decathlon.jobdir import DOMAIN_FILE
-
 
 
 class _OneDomain(nn.Module):
@@ -20,7 +23,7 @@ class _OneDomain(nn.Module):
     training step takes them (`take_decisions`) and leaves only a detached copy, so no
     autograd graph outlives its step (a CUDA-graph replay must not find one)."""
 
-    def __init__(self, spottune: SpotTuneNet, domain: str, train_mode: str, eval_mode: str):
+    def __init__(self, spottune: SpotTuneNet | BlockSpotTuneNet, domain: str, train_mode: str, eval_mode: str):
         super().__init__()
         self.spottune, self.domain = spottune, domain
         self.train_mode, self.eval_mode = train_mode, eval_mode
@@ -42,6 +45,16 @@ class _OneDomain(nn.Module):
         return decisions
 
 
+def timm_spottune(hparams: dict, backbone_state: dict) -> BlockSpotTuneNet:
+    """SpotTune over the residual blocks of the job's timm backbone, pretrained weights
+    loaded; its policy network is the paper's [1, 1, 1] ResNet at the hyperparameter `width`."""
+    if hparams["tail"] != "eager":
+        raise ValueError(f"hyperparameter 'tail' is {hparams['tail']!r}: the compiled tail exists for the "
+                         f"ResNet-26 SpotTune only, not on backbone arch {hparams['arch']!r}")
+    return BlockSpotTuneNet(new_backbone(hparams, 1, backbone_state), policy=hparams["policy"],
+                            policy_width=hparams["width"], temperature=hparams["temperature"], arch=hparams["arch"])
+
+
 class SpotTune(Method):
     """Guo et al. 2019: per image and block, a policy picks the frozen or fine-tuned copy.
 
@@ -49,13 +62,17 @@ class SpotTune(Method):
     `sample` (the public code's Gumbel draws, i.e. samples of softmax(logits)); the
     hyperparameter `eval_policy` says which one the job reports first (and monitors)."""
     name = "spottune"
+    backbones = "any"
     train_mode = "gumbel"
     domain = "target"
 
     def build(self, backbone_state):
-        backbone = pretrained_backbone(self.hparams, backbone_state)
-        spottune = SpotTuneNet(backbone, policy=self.hparams["policy"], temperature=self.hparams["temperature"],
-                               tail=self.hparams["tail"])
+        if is_timm(self.hparams.get("arch", "resnet26")):
+            spottune = timm_spottune(self.hparams, backbone_state)
+        else:
+            backbone = pretrained_backbone(self.hparams, backbone_state)
+            spottune = SpotTuneNet(backbone, policy=self.hparams["policy"], temperature=self.hparams["temperature"],
+                                   tail=self.hparams["tail"])
         spottune.add_domain(self.domain, self.num_classes)
         return _OneDomain(spottune, self.domain, self.train_mode, self.hparams["eval_policy"])
 
@@ -102,7 +119,7 @@ class SpotTuneGlobal(SpotTune):
         ce = F.cross_entropy(logits, y)
         return ce + budget, {"budget_loss": budget.detach()}
 
-    def _pruned(self) -> SpotTuneNet:
+    def _pruned(self) -> SpotTuneNet | BlockSpotTuneNet:
         pruned = copy.deepcopy(self.net.spottune)
         pruned.prune_unused_blocks(self.domain)
         return pruned

@@ -1,4 +1,5 @@
-"""Networks of the suite: ResNet-26 (plain, series / parallel adapters), timm backbones, SpotTune."""
+"""Networks of the suite: ResNet-26 (plain, series / parallel adapters), timm backbones, SpotTune
+(on ResNet-26, and over the residual blocks of a timm backbone)."""
 from decathlon.models.policy import (DECISION_MODES, GUMBEL_TEMPERATURE, GlobalPolicy,
                                      PolicyHead, PolicyNet, budget_loss, decide,
                                      policy_trunk)
@@ -11,10 +12,13 @@ from decathlon.models.backbones import (RESNET26, TimmNet, build_network, check_
 from decathlon.models.domain_branch import DomainBranch, parameter_count
 from decathlon.models.compiled_tail import TAILS
 from decathlon.models.spottune import FORWARD_MODES, POLICY_KINDS, SpotTuneNet
+from decathlon.models.spottune_blocks import ResidualBody, residual_body
+from decathlon.models.spottune_blocks_net import BLOCK_POLICY_KINDS, BlockDomain, BlockSpotTuneNet
 
 __all__ = [
     "RESNET26", "TimmNet", "build_network", "check_arch", "is_timm", "is_vit", "network_of",
     "reference_parameter_count",
+    "BLOCK_POLICY_KINDS", "BlockDomain", "BlockSpotTuneNet", "ResidualBody", "residual_body",
     "ADAPTER_KINDS", "BasicBlock", "ConvBN", "DECISION_MODES", "DomainBranch",
     "FORWARD_MODES", "GUMBEL_TEMPERATURE", "GlobalPolicy", "POLICY_KINDS",
     "PolicyHead", "PolicyNet", "ResNet", "SeriesAdapter", "SpotTuneNet", "TAILS", "ZeroPadShortcut",

@@ -13,7 +13,30 @@ def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-class DomainBranch(nn.Module):
+class TunedBlocks(nn.Module):
+    """A SpotTune domain's fine-tuned block copies, `tuned_blocks` keyed by block index (so
+    blocks a policy never uses can be dropped), and `tuned_mask` (1 where a copy is kept);
+    the subclass creates both."""
+
+    def tuned_block(self, index: int) -> nn.Module | None:
+        key = str(index)
+        return self.tuned_blocks[key] if key in self.tuned_blocks else None
+
+    def stored_tuned_blocks(self) -> list[int]:
+        return sorted(int(key) for key in self.tuned_blocks)
+
+    def keep_tuned_blocks(self, indices) -> None:
+        """Drop every fine-tuned block not in ``indices``; those blocks become frozen."""
+        keep = {int(i) for i in indices}
+        for index in self.stored_tuned_blocks():
+            if index not in keep:
+                del self.tuned_blocks[str(index)]
+        stored = set(self.stored_tuned_blocks())
+        mask = [float(i in stored) for i in range(len(self.tuned_mask))]
+        self.tuned_mask.copy_(torch.tensor(mask))
+
+
+class DomainBranch(TunedBlocks):
     """Everything one domain adds to the shared backbone; saved and loaded on its own.
 
     With a shared policy trunk and per-domain trunk BN (`trunk_norms`), the domain also
@@ -43,23 +66,6 @@ class DomainBranch(nn.Module):
             self.classifier = nn.Linear(backbone.num_features, num_classes)
         self.requires_grad_(True)
         self.register_buffer("tuned_mask", torch.ones(len(backbone.blocks)), persistent=False)
-
-    def tuned_block(self, index: int) -> nn.Module | None:
-        key = str(index)
-        return self.tuned_blocks[key] if key in self.tuned_blocks else None
-
-    def stored_tuned_blocks(self) -> list[int]:
-        return sorted(int(key) for key in self.tuned_blocks)
-
-    def keep_tuned_blocks(self, indices) -> None:
-        """Drop every fine-tuned block not in ``indices``; those blocks become frozen."""
-        keep = {int(i) for i in indices}
-        for index in self.stored_tuned_blocks():
-            if index not in keep:
-                del self.tuned_blocks[str(index)]
-        stored = set(self.stored_tuned_blocks())
-        mask = [float(i in stored) for i in range(len(self.tuned_mask))]
-        self.tuned_mask.copy_(torch.tensor(mask))
 
     def get_extra_state(self) -> dict:
         state = {"num_classes": self.num_classes, "policy": self.policy_kind,
