@@ -26,6 +26,7 @@ from decathlon.files import folder_lock
 from decathlon.launch import BackboneJob, LauncherConfig, check_launcher, default_launcher, launch, run_backbone
 from decathlon.methods import get_method
 from decathlon.methods.spottune import SpotTune
+from decathlon.models import is_timm
 
 SLURM_FOLDER = "submitit"   # under the run folder: submitit's logs, without --slurm-folder
 # `decathlon run` options that say how a run executes, not what it computes: a rerun may change them.
@@ -63,10 +64,12 @@ def run_benchmark(config: BenchmarkConfig, launcher: LauncherConfig | None = Non
 def export_models(jobs: list, folder: Path) -> list:
     """One model file per finished per-domain SpotTune method and seed of the run
     (<folder>/<method>-seed<k>/spottune_multidomain.pt), as a spottune_joint job writes its
-    own; written once, skipped while a domain's job is unfinished."""
+    own; written once, skipped while a domain's job is unfinished. Jobs on a timm backbone
+    have their domain files only (docs/spottune_any_backbone.md)."""
     written, groups = [], {}
     for spec in jobs:
-        if issubclass(get_method(spec.method), SpotTune) and not spec.domains:
+        if (issubclass(get_method(spec.method), SpotTune) and not spec.domains
+                and not is_timm(spec.hparams.get("arch", "resnet26"))):
             groups.setdefault((spec.method, spec.seed), []).append(Path(spec.out))
     for (method, seed), folders in groups.items():
         path = folder / f"{method}-seed{seed}" / MODEL_FILE
