@@ -93,3 +93,16 @@ def test_a_job_trains_through_the_engine_and_ships_what_it_trained(name, backbon
     assert exported["method"] == name
     assert sum(t.numel() for k, t in exported["state"].items()) == final["stored_parameters"]["total"]
     assert final["stored_parameters"]["total"] < final["reference_parameters"]
+
+
+def test_the_hyperparameters_are_registered_typed_and_sweepable():
+    from decathlon.benchmark import search_space
+
+    lora = hparams("lora", "dtd")
+    assert (lora["lora_rank"], lora["lora_alpha"], lora["lora_targets"][:2]) == (8, 8.0, ["q", "v"])
+    assert hparams("vpt", "dtd")["vpt_mode"] == "deep" and hparams("adaptformer", "dtd")["adapter_dim"] == 64
+    with pytest.raises(ValueError, match="'lora_targets' is \"q\"; expected a list of str"):
+        hparams("lora", "dtd", overrides={"lora_targets": "q"})
+    assert all(set(search_space(name)) == {"lr", "weight_decay"} for name in ("bitfit", "lora", "vpt", "adaptformer"))
+    with pytest.raises(ValueError, match="vpt_mode 'middle': expected one of shallow, deep"):
+        _method("vpt", TINY_VIT, vpt_mode="middle")
