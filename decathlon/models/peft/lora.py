@@ -4,9 +4,10 @@
 
 as microsoft/LoRA's loralib/layers.py (`Linear`, `MergedLinear`) initialises and scales it, so
 the untrained layer equals W and `merged()` folds the update into one plain layer. Written here
-rather than taken from a library: loralib is unmaintained and unpackaged for current PyTorch,
-and Hugging Face's peft pulls in transformers and accelerate for these ~100 lines
-(docs/reference_peft.md, section 2).
+rather than taken from a library (docs/reference_peft.md, section 2): loralib (last release
+2023) builds new layers instead of wrapping loaded ones and, by default, adds B A into W in
+place at every switch to eval mode and subtracts it back, so the frozen W drifts by rounding;
+Hugging Face's peft pulls in transformers and accelerate.
 
 A convolution gets the same update on its unfolded kernel (out x in*k*k): A is a k x k
 convolution to r channels (stride, padding and dilation of the frozen one), B a 1x1
