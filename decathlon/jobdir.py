@@ -9,6 +9,7 @@
     spottune_domain.pt  what one SpotTune domain ships beside the shared backbone
     spottune_multidomain.pt   a whole multi-domain SpotTune model (joint jobs, assemble)
     taps_domain.pt      what one TAPS domain ships: its gates and the deltas of its tuned layers
+    peft_domain.pt      what one bitfit / lora / vpt / adaptformer domain ships: what it trained
     imported.json       a job folder made by `decathlon import-spottune`, not by training
     config.yaml         the job's settings as `decathlon train` (or `pretrain`) options: pass it
                         back with --config to train the same job again; a run folder has one too,
@@ -37,6 +38,7 @@ DOMAIN_FILE = "spottune_domain.pt"
 MODEL_FILE = "spottune_multidomain.pt"
 PIGGYBACK_FILE = "piggyback_domain.pt"   # a piggyback job's bit-packed masks, BN layers, classifier
 TAPS_DOMAIN_FILE = "taps_domain.pt"
+PEFT_DOMAIN_FILE = "peft_domain.pt"
 IMPORTED_JOB_FILE = "imported.json"
 CONFIG_FILE = "config.yaml"
 TENSORBOARD_DIR = "tensorboard"

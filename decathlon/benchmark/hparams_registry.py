@@ -42,6 +42,7 @@ import copy
 import json
 
 from decathlon.benchmark.presets_nettailor import NETTAILOR, nettailor_paper
+from decathlon.benchmark.presets_peft import PEFT_METHODS
 from decathlon.benchmark.presets_piggyback import PIGGYBACK_BY_PRESET, PIGGYBACK_METHOD, PIGGYBACK_PAPER
 from decathlon.benchmark.presets_taps import TAPS_IN_PRESET, TAPS_METHOD, taps_paper_common
 from decathlon.data import CROP_ROUNDINGS, get_domain
@@ -112,6 +113,7 @@ _METHOD = {
     "piggyback": PIGGYBACK_METHOD,
     "taps": dict(TAPS_METHOD),
     "nettailor": dict(NETTAILOR),
+    **PEFT_METHODS,   # bitfit, lora, vpt, adaptformer (presets_peft.py)
 }
 # What a method sets under one preset, over its own block (a recipe that needs other values there).
 _PRESET_METHOD = {("cpu_demo", "piggyback"): PIGGYBACK_BY_PRESET["cpu_demo"],

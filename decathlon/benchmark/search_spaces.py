@@ -65,6 +65,9 @@ SEARCH_SPACES = {
     # Adam on the classifier and on the mask scores; no weight decay in the recipe.
     "piggyback": {"lr": Range(1e-4, 1e-2, (1e-3, 1e-4, 1e-2)), "mask_lr": Range(1e-4, 1e-2, (1e-3, 1e-4, 1e-2))},
     "taps": {**_SGD, "sparsity_weight": Range(0.1, 10.0, (1.0, 0.3, 3.0))},
+    # The parameter-efficient methods: their learning rate and decay (sizes such as lora_rank
+    # change #par, which a selection on val accuracy alone would only ever grow).
+    **{name: _SGD for name in ("bitfit", "lora", "vpt", "adaptformer")},
 }
 
 

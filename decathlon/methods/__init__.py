@@ -7,10 +7,12 @@ from decathlon.methods.spottune import RandomPolicy, SpotTune, SpotTuneGlobal
 from decathlon.methods.spottune_joint import SpotTuneJoint
 from decathlon.methods.nettailor import NetTailor
 from decathlon.methods.taps import Taps
+from decathlon.methods.peft import VPT, AdaptFormer, BitFit, LoRA
 
 METHODS = {cls.name: cls for cls in (
     Scratch, FeatureExtractor, Finetune, BNAdapt, SeriesAdapters, ParallelAdapters,
     SpotTune, SpotTuneGlobal, RandomPolicy, SpotTuneJoint, Piggyback, Taps, NetTailor,
+    BitFit, LoRA, VPT, AdaptFormer,
 )}
 
 
