@@ -36,3 +36,18 @@ def test_bench_protocol_smoke_projects_every_paper_protocol(tmp_path):
     assert all(row["total_h"] > row["pretrain_h"] > 0 for row in report["projections"])
     assert set(report["single"]) == {f"{m}/{d}" for m in ("finetune", "parallel_adapters", "spottune")
                                      for d in ("cifar100", "svhn", "daimlerpedcls")}
+
+
+def test_bench_backbones_times_every_method_of_each_backbone_against_its_finetune(tmp_path):
+    out = tmp_path / "backbones.json"
+    _run("bench_backbones.py", "--archs", "timm:vit_tiny_patch16_224,timm:resnet18", "--input-size", "32",
+         "--batch", "2", "--warmup", "0", "--rounds", "1", "--out", str(out))
+    report = json.loads(out.read_text())
+    vit, cnn = report["backbones"]
+    assert {"finetune", "lora", "vpt", "adaptformer", "bitfit", "spottune"} <= set(vit["methods"])
+    assert "vpt" not in cnn["methods"] and {"finetune", "lora", "spottune"} <= set(cnn["methods"])
+    assert vit["methods"]["finetune"]["over_finetune"] == 1.0
+    assert all(row["train_images_per_s"] > 0 and row["trained_parameters"] > 0
+               for result in (vit, cnn) for row in result["methods"].values())
+    assert vit["methods"]["lora"]["trained_parameters"] < vit["methods"]["finetune"]["trained_parameters"]
+    assert "## timm:resnet18 (input 32)" in out.with_suffix(".md").read_text()
