@@ -145,10 +145,13 @@ def _source(pretraining: pd.DataFrame, column: str, rows: pd.DataFrame) -> pd.Se
 
 
 def _row_frame(scored: pd.DataFrame, variants: list, published: bool) -> pd.DataFrame:
+    """Leaderboard.rows: what each variant (its first job; one backbone per variant) stands on."""
     first = scored.drop_duplicates("variant").set_index("variant")
+    size = {(v, key): None if pd.isna(first.at[v, key]) else int(first.at[v, key])
+            for v in variants for key in ("input_size", "patch_size")}
     rows = [{"method": v, "track": first.at[v, "track"], "arch": first.at[v, "arch"],
-             "input_size": input_label(None if pd.isna(first.at[v, "input_size"]) else int(first.at[v, "input_size"])),
-             "patch_size": first.at[v, "patch_size"], "pretraining": first.at[v, "pretraining"]} for v in variants]
+             "input_size": input_label(size[v, "input_size"]), "patch_size": size[v, "patch_size"],
+             "pretraining": first.at[v, "pretraining"]} for v in variants]
     if published:
         rows += [{"method": f"{name} (published)", **PUBLISHED_ROW} for name in published_results()["method"]]
     return pd.DataFrame(rows, columns=ROW_COLUMNS)
