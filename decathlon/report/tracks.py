@@ -79,6 +79,13 @@ def options_label(overrides: dict | None) -> str:
     return ", ".join(f"{key}={value}" for key, value in sorted((overrides or {}).items()) if key not in ARCH_KEYS)
 
 
+def on_reference_backbone(row: dict) -> bool:
+    """Whether a table row (Leaderboard.row) stands on the published rows' backbone: closed
+    track, resnet26 on native input (a row a table does not describe counts as one)."""
+    return (row.get("track") in (CLOSED, "") and row.get("arch") in (REFERENCE_ARCH, "")
+            and row.get("input_size") in (NATIVE, "") and row.get("patch_size") is None)
+
+
 def input_label(size) -> str:
     """'native' (the images as they are) or '224 px' (every batch resized to 224x224)."""
     return NATIVE if size is None else f"{size} px"
