@@ -154,7 +154,7 @@ def _row_frame(scored: pd.DataFrame, variants: list, published: bool) -> pd.Data
              "pretraining": first.at[v, "pretraining"]} for v in variants]
     if published:
         rows += [{"method": f"{name} (published)", **PUBLISHED_ROW} for name in published_results()["method"]]
-    return pd.DataFrame(rows, columns=ROW_COLUMNS)
+    return pd.DataFrame(rows, columns=ROW_COLUMNS, dtype=object)   # object: a size stays an int or None
 
 
 def _leaderboard(collection, group, synthetic, preset, protocol, track, backbone, split, reference) -> Leaderboard:

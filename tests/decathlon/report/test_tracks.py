@@ -102,3 +102,16 @@ def test_a_record_whose_track_contradicts_its_pretraining_is_not_counted(tmp_pat
     reason = collect(run).incomplete.set_index("path").loc[str(final_path.parent), "reason"]
     assert reason.startswith("final.json field 'pretraining' is {'kind': 'imagenet21k'}, expected an object whose "
                              "'kind' is one of suite, imported, none, external, timm-hub")
+
+
+def test_submissions_take_imagenet12_from_the_rows_own_backbone_only(tmp_path, write_tracks_run):
+    from decathlon.report import write_submissions
+    from decathlon.scoring import validate_results
+
+    summary = write_submissions(collect(write_tracks_run(tmp_path)), tmp_path / "out")
+    assert (summary["problem"] == "").all()
+    summary = summary[summary["seed"] == 0].set_index("method")
+    coverage = {method: set(validate_results(tmp_path / "out" / summary.loc[method, "file"]).coverage.index)
+                for method in (HUB_LORA, RESNET18, "finetune")}
+    assert coverage[HUB_LORA] == {"dtd", "svhn"}   # pretrained outside the suite: no imagenet12 of its own
+    assert coverage[RESNET18] == coverage["finetune"] == {"imagenet12", "dtd", "svhn"}
