@@ -204,7 +204,7 @@ def test_collect_screenshot_and_the_rendered_run(tmp_path, write_run):
 
 
 def test_each_track_has_its_own_section_and_sortable_table(tmp_path, write_tracks_run):
-    from decathlon.report.tracks import OPEN_WHY
+    from decathlon.report import OPEN_WHY
 
     collection = collect(write_tracks_run(tmp_path))
     html = render_page(collection, leaderboards(collection), [])

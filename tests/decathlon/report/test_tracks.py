@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from decathlon.report import collect, leaderboards, write_tables
-from decathlon.report.tracks import OPEN_WHY
+from decathlon.report import OPEN_WHY
 
 HUB_LORA = ("lora · vit_tiny_patch16_224 (depth=2, embed_dim=48, num_heads=2) native patch 8 · "
             "timm hub weights vit_tiny_patch16_224.augreg_in21k")
