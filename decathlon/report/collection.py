@@ -26,6 +26,8 @@ import pandas as pd
 from decathlon.data import PAPER_ORDER, SOURCE_DOMAIN
 from decathlon.jobdir import is_done, read_final, read_records
 from decathlon.report.predictions import PredictionsError, read_predictions
+from decathlon.report.tracks import (TrackError, backbone_label, job_backbone, options_label, selection_label,
+                                     variant_name)
 
 PRETRAIN_METHOD = "pretrain"
 BASELINE_METHOD = "finetune"   # the run's own baseline of S where the published one does not apply
@@ -34,16 +36,19 @@ JOB_PATTERNS = ("pretrain/*", "jobs/*/*/*/seed*")
 
 # final.json's cost (decathlon.engine.cost), NaN for a job that has none (older records).
 COST_COLUMNS = ["gflops_per_image", "train_images_per_s", "device_hours", "peak_memory_mib"]
+# decathlon.report.tracks.job_backbone: which track, backbone, input size and pretraining.
+BACKBONE_COLUMNS = ["track", "arch", "input_size", "patch_size", "arch_kwargs", "pretraining_kind", "pretraining",
+                    "backbone_tag"]
 JOB_COLUMNS = ["path", "preset", "protocol", "method", "eval_policy", "options", "overrides", "variant", "domain",
                "seed",
                "synthetic", "backbone", "preset_protocol", "val_accuracy", "test_accuracy", "val_images",
                "test_images", "test_predictions", "stored_total", "stored_classifier", "stored_shared",
-               "reference_parameters", "selection", *COST_COLUMNS, "peak_memory_kind"]
+               "reference_parameters", "selection", *COST_COLUMNS, "peak_memory_kind", *BACKBONE_COLUMNS]
 INCOMPLETE_COLUMNS = ["path", "method", "domain", "reason"]
 CURVE_COLUMNS = ["path", "preset", "protocol", "synthetic", "variant", "domain", "seed",
                  "epoch", "train_loss", "val_accuracy", "test_accuracy"]
-POLICY_COLUMNS = ["preset", "protocol", "synthetic", "variant", "split", "domain", "seed", "block", "fraction"]
-LAYER_COLUMNS = ["preset", "protocol", "synthetic", "backbone", "method", "variant", "domain", "seed", "layer",
+POLICY_COLUMNS = ["preset", "protocol", "synthetic", "track", "variant", "split", "domain", "seed", "block", "fraction"]
+LAYER_COLUMNS = ["preset", "protocol", "synthetic", "track", "backbone", "method", "variant", "domain", "seed", "layer",
                  "tuned"]
 
 
@@ -61,7 +66,10 @@ class Collection:
       has no labels); the cost columns are the job's (a joint job's FLOPs per domain, its
       time and memory on each of its rows); `variant` is the table row label: the method, its evaluation policy
       when it has one, and every hyperparameter the run overrode (`options`, e.g.
-      precision=bf16), so that no deliberate difference is pooled with the preset's rows.
+      precision=bf16), so that no deliberate difference is pooled with the preset's rows,
+      and the backbone tag of any backbone but the default (decathlon.report.tracks), so that
+      no two backbones or tracks are; the BACKBONE_COLUMNS say which track, backbone, input
+      size and pretraining the job had (a record that contradicts itself there is incomplete).
     incomplete: unfinished or unreadable job folders (path, method, domain, reason).
     curves: one row per job and epoch of record.jsonl (accuracies as fractions).
     policy: SpotTune's policy usage, one row per job, split and residual block (1-based).
@@ -84,40 +92,6 @@ class Collection:
     def pretraining(self) -> pd.DataFrame:
         """Finished pretraining jobs: the imagenet12 column of every method."""
         return self.jobs[self.jobs["method"] == PRETRAIN_METHOD]
-
-
-def variant_name(method: str, eval_policy: str | None, options: str = "") -> str:
-    """'spottune (eval sample; precision=bf16)': the row label of a table."""
-    details = "; ".join(part for part in ((eval_policy and f"eval {eval_policy}"), options) if part)
-    return f"{method} ({details})" if details else method
-
-
-def selection_label(selection: dict) -> str:
-    """How a sweep's chosen job was chosen ('selected on val over 3 trials'), with the
-    overrides every trial had: its row is never pooled with the preset's own."""
-    fixed = options_label(selection.get("fixed"))
-    return f"selected on val over {selection.get('trials')} trials" + (f", {fixed}" if fixed else "")
-
-
-def options_label(overrides: dict | None) -> str:
-    """The hyperparameters a run overrode, as 'key=value, ...' in key order ('' for none)."""
-    return ", ".join(f"{key}={value}" for key, value in sorted((overrides or {}).items()))
-
-
-BACKBONE_OF_THIS_RUN = "pretrained by this run"
-
-
-def backbone_label(record: dict | None) -> str:
-    """Where a job's backbone came from: pretrained by this run (a pretraining job, which
-    starts from none, makes it), imported from a public file, or ours from another run
-    (both named, with the sha256 of what was imported or loaded)."""
-    kind = (record or {}).get("kind")
-    if kind is None or kind == BACKBONE_OF_THIS_RUN:
-        return BACKBONE_OF_THIS_RUN
-    source = record.get("source") or record
-    name = source.get("name") or Path(str(record.get("file"))).name
-    what = "imported" if kind == "imported" else "ours, from"
-    return f"{what} {name} (sha256 {str(source.get('sha256'))[:12]})"
 
 
 def collect(run_dirs) -> Collection:
@@ -175,6 +149,10 @@ def _read_final(folder: Path) -> tuple:
     if not (isinstance(final, dict) and isinstance(final.get("spec"), dict) and "method" in final["spec"]
             and "domain" in final["spec"] and isinstance(final.get("splits"), dict)):
         return None, "final.json lacks spec.method, spec.domain or splits"
+    try:
+        job_backbone(final, final["spec"]["method"])
+    except TrackError as err:
+        return None, f"final.json {err}"
     return final, None
 
 
@@ -225,6 +203,7 @@ def _job_rows(folder: Path, final: dict) -> list:
     extra, stored = spec.get("extra") or {}, final.get("stored_parameters", {})
     selection = extra.get("selection")
     options = selection_label(selection) if selection else options_label(extra.get("overrides"))
+    backbone = job_backbone(final, spec["method"])
     overrides = tuple(sorted(f"{k}={json.dumps(v)}" for k, v in (extra.get("overrides") or {}).items()))
     common = {"path": str(folder), "preset": extra.get("preset", path_preset),
               "protocol": spec.get("protocol", path_protocol), "method": spec["method"], "options": options,
@@ -232,7 +211,7 @@ def _job_rows(folder: Path, final: dict) -> list:
               "seed": int(spec.get("seed", 0)), "synthetic": bool(final.get("synthetic")),
               "backbone": backbone_label(final.get("backbone")), "preset_protocol": extra.get("preset_protocol"),
               "stored_shared": stored.get("shared", 0), "reference_parameters": final.get("reference_parameters"),
-              "selection": (selection or {}).get("sweep", "")}
+              "selection": (selection or {}).get("sweep", ""), **backbone}
     cost = final.get("cost") if isinstance(final.get("cost"), dict) else {}
     rows = []
     for evaluation in _evaluations(final):
@@ -240,7 +219,7 @@ def _job_rows(folder: Path, final: dict) -> list:
         own = evaluation.get("stored_parameters") or stored   # a multi-domain job's: per domain
         domain = evaluation.get("domain", spec["domain"])
         row = {**common, **_cost_fields(cost, domain), "domain": domain, "eval_policy": policy,
-               "variant": variant_name(spec["method"], policy, options), "stored_total": own.get("total"),
+               "variant": variant_name(spec["method"], policy, options, backbone["backbone_tag"]), "stored_total": own.get("total"),
                "stored_classifier": own.get("classifier")}
         for split in EVAL_SPLITS:
             entry = splits.get(split) or {}

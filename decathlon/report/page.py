@@ -1,10 +1,12 @@
 """The leaderboard page: <out>/index.html, one self-contained static file.
 
 Built from the same Leaderboard objects as leaderboard.md (never from the written
-markdown): per table (data kind, preset, protocol, backbone, split) a sortable table of
-the method variants with the cost columns, the reported-vs-reproduced table, and the
-table's plots embedded as data: URIs (base64 PNG); then the run's other figures and its
-incomplete jobs. CSS and JavaScript are inline (page_template.html), nothing is fetched.
+markdown): the closed track's tables, then the open track's under their own heading that
+says why they stand apart (decathlon.report.tracks); per table (data kind, preset, protocol,
+track, backbone, split) a sortable table of the method variants with the cost columns and
+what each row stands on (backbone, input size, pretraining), the reported-vs-reproduced
+table, and the table's plots embedded as data: URIs (base64 PNG); then the run's other
+figures and its incomplete jobs. CSS and JavaScript are inline (page_template.html), nothing is fetched.
 Every text goes through Jinja2's autoescaping. On SYNTHETIC data every heading says so.
 
 Sorting: click a column header (numbers numerically, `61.2 ± 0.4` by its mean, empty cells
@@ -31,7 +33,9 @@ from decathlon.files import write_bytes_atomic
 from decathlon.report.collection import Collection
 from decathlon.report.leaderboard import COST_METRICS, SUMMARY_METRICS, Leaderboard, leaderboards
 from decathlon.report.reproduction import comparable, reproduction_frame
-from decathlon.report.tables import DECIMALS, caption, format_cell, shown_seeds
+from decathlon.report.tables import (BACKBONE_HEADERS, DECIMALS, TRACK_WHY, by_track, caption, format_cell,
+                                     shown_seeds, track_heading)
+from decathlon.report.tracks import PAR_UNIT
 
 PAGE_NAME = "index.html"
 TEMPLATE = "page_template.html"
@@ -87,11 +91,13 @@ def _note(cells: pd.DataFrame) -> str:
 
 
 def leaderboard_table(board: Leaderboard) -> PageTable:
-    """The board's rows as the leaderboard shows them, plus the cost columns (and notes)."""
+    """The board's rows as the leaderboard shows them, plus the cost columns, what each row
+    stands on (backbone, input size, pretraining) and notes."""
     columns = [Column("method", "method", False), Column("seeds", "seeds", True)]
     columns += [Column(domain, get_domain(domain).short, True) for domain in PAPER_ORDER]
     columns += [Column(metric.lstrip("#"), metric, True) for metric in SCORE_METRICS]
     columns += [Column(key, header, True) for key, header, _ in COST_COLUMNS]
+    columns += [Column(field, header, False) for field, header in BACKBONE_HEADERS.items()]
     rows = []
     for method in board.methods():
         cells = board.cells[board.cells["method"] == method].set_index("metric")
@@ -105,6 +111,8 @@ def leaderboard_table(board: Leaderboard) -> PageTable:
             else:
                 row.append(Cell("n/a" if metric == "S" and ours else ""))
         row += [_cost_cell(cells, key, decimals) for key, _, decimals in COST_COLUMNS]
+        stands_on = board.row(method)
+        row += [Cell(str(stands_on[field])) for field in BACKBONE_HEADERS]
         rows.append((row, _note(cells)))
     if any(note for _, note in rows):
         columns.append(Column(NOTE_COLUMN, NOTE_COLUMN, False))
@@ -151,7 +159,7 @@ def render_page(collection: Collection, boards: list, plots: list) -> str:
     """The page's HTML."""
     plots = [Path(p) for p in plots]
     sections = []
-    for board in boards:
+    for board in [board for _, mine in by_track(boards) for board in mine]:
         meaningful, comparison = comparable(board)
         published = set(board.methods("published"))
         sections.append({
@@ -160,13 +168,16 @@ def render_page(collection: Collection, boards: list, plots: list) -> str:
             "missing": ", ".join(get_domain(d).short for d in board.missing_domains),
             "reproduction": reproduction_table(board), "comparison": comparison, "meaningful": meaningful,
             "figures": [_figure(p) for p in plots if _belongs_to(p, board)]})
+    tracks = [{"id": f"track-{track}", "heading": track_heading(track, mine), "why": TRACK_WHY[track],
+               "sections": [section for section in sections if section["board"].track == track]}
+              for track, mine in by_track(boards)]
     others = [_figure(p) for p in plots if not any(_belongs_to(p, board) for board in boards)]
     template = resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8")
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
                                      trim_blocks=True, lstrip_blocks=True)
     return environment.from_string(template).render(
         kinds=data_kinds(collection, boards), cost_keys=[key for key, _, _ in COST_COLUMNS], run_dirs=[str(run) for run in collection.run_dirs],
-        sections=sections, others=others, incomplete=list(collection.incomplete.itertuples()))
+        tracks=tracks, par_unit=PAR_UNIT, others=others, incomplete=list(collection.incomplete.itertuples()))
 
 
 def write_page(collection: Collection, out_dir, plots: list) -> Path:

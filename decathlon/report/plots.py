@@ -1,13 +1,16 @@
 """Figures of a collected run (PNG, readable without the code), all under <out>/plots/.
 
 - accuracy_<table>.png: per-domain top-1 accuracy, grouped bars per method (s.e. bars).
-- policy_<table>_<variant>.png: SpotTune's policy, domain x residual block, the fraction
-  of images taking the fine-tuned block (mean over seeds), one per variant with usage;
+- policy_<table>_<variant>.png: SpotTune's policy, domain x residual block (any number of
+  blocks: ResNet-26's 12, a ViT's or a ResNet-50's), the fraction of images taking the
+  fine-tuned block (mean over seeds), one per variant with usage (a variant is one backbone);
   policy_<table>_compare.png: the argmax policies of every SpotTune variant side by side
   (per-domain spottune beside spottune_joint), where there are several.
 - <method>_layers_<preset>-<protocol>_<variant>.png: which layers a method that gates them
   (TAPS) tuned, domain x layer, the fraction of seeds tuning it (taps_layers_*.png).
 - s_vs_par_<table>.png: S against #par per method; published rows as squares (real test).
+  One figure per table, so per track: the open track's (<table> ends '-open-<split>') never
+  shares axes with the closed track's, and every title names its track.
 - s_vs_flops_<table>.png: S against inference GFLOPs per image (the cost column), per method
   that recorded its cost.
 - curves_<preset>-<protocol>-<variant>.png: one grid per method variant, a row per domain:
@@ -30,6 +33,7 @@ from decathlon.report.collection import Collection
 from decathlon.data import PAPER_ORDER, get_domain
 from decathlon.report.leaderboard import Leaderboard, leaderboards
 from decathlon.report.submissions import slug
+from decathlon.report.tracks import OPEN
 from decathlon.files import write_bytes_atomic
 
 PLOTS_DIR = "plots"
@@ -75,11 +79,12 @@ def _policy_grid(usage: pd.DataFrame) -> pd.DataFrame:
 
 
 def _policy_panel(ax, grid: pd.DataFrame, title: str,
-                  xlabel: str = "residual block (1 = first block of the first stage)"):
+                  xlabel: str = "residual block (1 = the backbone's first)"):
     image = ax.imshow(grid.to_numpy(), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    fontsize = 8 if grid.shape[1] <= 24 else 5   # a deep backbone's many blocks: smaller numbers
     for (row, col), value in np.ndenumerate(grid.to_numpy()):
         if not np.isnan(value):
-            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=8,
+            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=fontsize,
                     color="white" if value < 0.5 else "black")
     ax.set_xticks(range(grid.shape[1]), [str(b) for b in grid.columns])
     ax.set_yticks(range(grid.shape[0]), [get_domain(d).short for d in grid.index])
@@ -92,7 +97,7 @@ def _policy_panel(ax, grid: pd.DataFrame, title: str,
 def plot_policy(usage: pd.DataFrame, title: str, path: Path) -> Path:
     """usage: rows of Collection.policy for one variant and split."""
     grid = _policy_grid(usage)
-    fig = Figure(figsize=(max(8.0, 1.5 + 0.62 * grid.shape[1]), 2.0 + 0.5 * grid.shape[0]))
+    fig = Figure(figsize=(min(40.0, max(8.0, 1.5 + 0.62 * grid.shape[1])), 2.0 + 0.5 * grid.shape[0]))
     ax = fig.add_subplot()
     fig.colorbar(_policy_panel(ax, grid, title), ax=ax, label="fraction fine-tuned (0 to 1)")
     return _save(fig, path)
@@ -123,7 +128,8 @@ def plot_policy_comparison(usages: dict, title: str, path: Path) -> Path:
 
 
 def plot_s_vs_par(board: Leaderboard, path: Path) -> Path:
-    return _plot_s_against(board, "#par", "#par (multiples of one ResNet-26)", "model size", path)
+    return _plot_s_against(board, "#par", "#par (multiples of the row's own backbone; ResNet-26 for resnet26 "
+                                          "and published rows)", "model size", path)
 
 
 def plot_s_vs_flops(board: Leaderboard, path: Path) -> Path:
@@ -201,6 +207,11 @@ def plot_curves(curves: pd.DataFrame, title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _table(synthetic: bool, preset: str, protocol: str, track: str, split: str) -> str:
+    """The table identity in a policy plot's name, as Leaderboard.slug spells it."""
+    return f"{'synthetic-' if synthetic else ''}{preset}-{protocol}{'-open' if track == OPEN else ''}-{split}"
+
+
 def write_plots(collection: Collection, out_dir) -> list:
     """Write every figure into out_dir/plots; returns their paths."""
     folder = Path(out_dir) / PLOTS_DIR
@@ -211,30 +222,29 @@ def write_plots(collection: Collection, out_dir) -> list:
             written.append(plot_s_vs_par(board, folder / f"s_vs_par_{board.slug}.png"))
         if _has_both(board, "S", "gflops_per_image"):
             written.append(plot_s_vs_flops(board, folder / f"s_vs_flops_{board.slug}.png"))
-    keys = ["synthetic", "preset", "protocol", "split", "variant"]
-    for (synthetic, preset, protocol, split, variant), usage in collection.policy.groupby(keys, sort=True):
-        prefix = "synthetic-" if synthetic else ""
-        title = (f"{_data_label(synthetic)} data · preset {preset} · protocol {protocol} · split {split}\n"
-                 f"{variant}: fraction of images taking the fine-tuned block\n"
+    keys = ["synthetic", "preset", "protocol", "track", "split", "variant"]
+    for (synthetic, preset, protocol, track, split, variant), usage in collection.policy.groupby(keys, sort=True):
+        title = (f"{_data_label(synthetic)} data · preset {preset} · protocol {protocol} · split {split} · "
+                 f"{track} track\n{variant}: fraction of images taking the fine-tuned block\n"
                  f"(mean over {usage['seed'].nunique()} seed(s))")
-        name = f"policy_{prefix}{preset}-{protocol}-{split}_{slug(variant)}.png"
+        name = f"policy_{_table(synthetic, preset, protocol, track, split)}_{slug(variant)}.png"
         written.append(plot_policy(usage, title, folder / name))
-    for (synthetic, preset, protocol, split), usage in collection.policy.groupby(keys[:4], sort=True):
+    for (synthetic, preset, protocol, track, split), usage in collection.policy.groupby(keys[:5], sort=True):
         argmax = {variant: rows for variant, rows in usage.groupby("variant", sort=True) if "eval argmax" in variant}
         if len(argmax) > 1:
-            title = (f"{_data_label(synthetic)} data · preset {preset} · protocol {protocol} · split {split}: "
-                     "fraction of images taking the fine-tuned block (mean over seeds)")
-            name = f"policy_{'synthetic-' if synthetic else ''}{preset}-{protocol}-{split}_compare.png"
+            title = (f"{_data_label(synthetic)} data · preset {preset} · protocol {protocol} · split {split} · "
+                     f"{track} track: fraction of images taking the fine-tuned block (mean over seeds)")
+            name = f"policy_{_table(synthetic, preset, protocol, track, split)}_compare.png"
             written.append(plot_policy_comparison(argmax, title, folder / name))
     for (synthetic, preset, protocol, method, variant), layers in collection.layers.groupby(
-            keys[:3] + ["method", "variant"], sort=True):
+            ["synthetic", "preset", "protocol", "method", "variant"], sort=True):
         title = (f"{_data_label(synthetic)} data · preset {preset} · protocol {protocol}\n"
                  f"{variant}: layers tuned (1) or shared with the backbone (0), mean over "
                  f"{layers['seed'].nunique()} seed(s)")
         name = f"{method}_layers_{'synthetic-' if synthetic else ''}{preset}-{protocol}_{slug(variant)}.png"
         written.append(plot_layers(layers, title, folder / name))
-    for (synthetic, preset, protocol, variant), curves in collection.curves.groupby(keys[:3] + ["variant"],
-                                                                                    sort=True):
+    for (synthetic, preset, protocol, variant), curves in collection.curves.groupby(
+            ["synthetic", "preset", "protocol", "variant"], sort=True):
         title = (f"{_data_label(synthetic)} data · {variant} · preset {preset} · protocol {protocol}: "
                  "training curves per domain")
         name = f"curves_{'synthetic-' if synthetic else ''}{preset}-{protocol}-{slug(variant)}.png"

@@ -7,7 +7,9 @@ with that one row. Methods without a published row (bn_adapt, spottune_global, .
 no comparison. The difference is ours minus published, in accuracy points (S points for S).
 The mean over domains and S are compared only where ours covers all ten domains (the
 published ones are over ten).
-Only real test data makes the comparison meaningful: `comparable` says so, and why not.
+Only real test data makes the comparison meaningful: `comparable` says so, and why not. Only
+rows on the published rows' backbone (closed track, resnet26 on native input) are compared: an
+open-track row or another backbone has no published counterpart.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pandas as pd
 from baselines import published_results
 from decathlon.data import PAPER_ORDER
 from decathlon.report.leaderboard import Leaderboard
+from decathlon.report.tracks import OPEN, on_reference_backbone
 
 PUBLISHED_ROWS = {
     "finetune": "Finetune",
@@ -37,6 +40,9 @@ def base_method(variant: str) -> str:
 
 def comparable(board: Leaderboard) -> tuple:
     """(whether ours and the published numbers measure the same thing, the sentence saying so)."""
+    if board.track == OPEN:
+        return False, ("Open track: the published rows are closed track (ResNet-26 pretrained on the Decathlon's "
+                       "imagenet12), so no row of this table is compared with them.")
     if board.synthetic:
         return False, ("SYNTHETIC data: the published numbers are of the real Decathlon's test split, so this "
                        "comparison is NOT meaningful; it is shown only as the structure a real run fills in.")
@@ -53,6 +59,8 @@ def reproduction_frame(board: Leaderboard) -> pd.DataFrame:
     rows = []
     for variant in board.methods("ours"):
         name = PUBLISHED_ROWS.get(base_method(variant))
+        if not on_reference_backbone(board.row(variant)):
+            continue
         if name is None or name not in published.index:
             continue
         row = published.loc[name]

@@ -4,7 +4,8 @@ One file per (preset, protocol, method variant, seed):
 `submissions/<preset>-<protocol>/results_<variant>_seed<k>.json` (prefixed `synthetic-`
 for synthetic data), holding that seed's target-domain test predictions plus imagenet12
 from the pretraining job of the same preset (the same seed when there is one, else the
-lowest). Each file is written with `write_results` and read back through
+lowest) of the same backbone; an open-track variant has none (its backbone was pretrained
+outside the suite), and no variant takes another backbone's. Each file is written with `write_results` and read back through
 `validate_results`: on real data against the official test ids of the domains it
 covers (every one of them predicted exactly once), on synthetic data against the ids
 the jobs predicted (the synthetic splits are smaller than the official ones). A file
@@ -28,6 +29,7 @@ import pandas as pd
 from decathlon.report.collection import Collection
 from decathlon.data import PAPER_ORDER, SOURCE_DOMAIN
 from decathlon.report.predictions import PredictionsError, read_predictions
+from decathlon.report.tracks import OPEN
 from decathlon.scoring import ResultsError, official_test_ids, validate_results, write_results
 
 SUBMISSIONS_DIR = "submissions"
@@ -57,10 +59,13 @@ def _missing(collection: Collection, predicted, preset: str, protocol: str, seed
                      for d in PAPER_ORDER if d not in predicted)
 
 
-def _source_predictions(collection: Collection, preset: str, synthetic: bool, seed: int) -> tuple | None:
-    """imagenet12 test predictions of the matching pretraining job, if it has any."""
+def _source_predictions(collection: Collection, preset: str, synthetic: bool, seed: int, job) -> tuple | None:
+    """imagenet12 test predictions of the pretraining job of `job`'s backbone, if it has any."""
+    if job.track == OPEN:
+        return None
     pretraining = collection.pretraining()
-    jobs = pretraining[(pretraining["preset"] == preset) & (pretraining["synthetic"] == synthetic)]
+    jobs = pretraining[(pretraining["preset"] == preset) & (pretraining["synthetic"] == synthetic)
+                       & (pretraining["backbone"] == job.backbone) & (pretraining["backbone_tag"] == job.backbone_tag)]
     if jobs.empty:
         return None
     same_seed = jobs[jobs["seed"] == seed]
@@ -77,7 +82,7 @@ def write_submissions(collection: Collection, out_dir) -> pd.DataFrame:
     for (synthetic, preset, protocol, variant, seed), jobs in targets.groupby(keys, sort=True):
         try:
             predictions = {row.domain: _load_predictions(row.test_predictions) for row in jobs.itertuples()}
-            source = _source_predictions(collection, preset, bool(synthetic), int(seed))
+            source = _source_predictions(collection, preset, bool(synthetic), int(seed), next(jobs.itertuples()))
         except PredictionsError as err:   # damaged since collect read it
             predictions, source, problem = {}, None, str(err)
         else:

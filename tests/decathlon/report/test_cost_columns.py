@@ -46,11 +46,12 @@ def test_tables_show_the_cost_columns_and_empty_cells_without_cost(tmp_path, wri
     lines = (out / "leaderboard.md").read_text().splitlines()
     header = next(line for line in lines if line.startswith("| method"))
     columns = [cell.strip() for cell in header.strip("|").split("|")]
-    assert columns[-6:] == ["S", "#par", "GFLOPs/img", "train img/s", "device-h", "peak MiB"]
+    assert columns[-9:] == ["S", "#par", "GFLOPs/img", "train img/s", "device-h", "peak MiB", "backbone", "input",
+                            "pretraining"]
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in lines
             if line.startswith("| spottune (eval argmax)") or line.startswith("| finetune")}
-    assert rows["spottune (eval argmax)"][-4:] == ["0.400", "250", "1.2500", "900"]
-    assert rows["finetune"][-4:] == ["", "", "", ""]
+    assert rows["spottune (eval argmax)"][-7:-3] == ["0.400", "250", "1.2500", "900"]
+    assert rows["finetune"][-7:-3] == ["", "", "", ""]
     assert "GFLOPs/img" in (out / "leaderboard.tex").read_text()
     scores = pd.read_csv(out / "scores.csv")
     mine = scores[(scores["method"] == "spottune (eval argmax)") & (scores["split"] == "val")].set_index("metric")

@@ -201,3 +201,28 @@ def test_collect_screenshot_and_the_rendered_run(tmp_path, write_run):
     assert page.column(table, "method") == ["spottune (eval argmax)", "finetune"]
     assert page.column(table, "svhn") == ["80.00 ± 5.00", "70.00 ± 0.00"]
     assert page.headings and all("SYNTHETIC" in heading for heading in page.headings)
+
+
+def test_each_track_has_its_own_section_and_sortable_table(tmp_path, write_tracks_run):
+    from decathlon.report import OPEN_WHY
+
+    collection = collect(write_tracks_run(tmp_path))
+    html = render_page(collection, leaderboards(collection), [])
+    page = Page(html)
+    closed, opened = "t-synthetic-cpu_demo-train-val", "t-synthetic-cpu_demo-train-open-val"
+    assert html.index('id="track-closed"') < html.index(f'id="{closed}"') < html.index('id="track-open"') \
+        < html.index(f'id="{opened}"') < html.index("incomplete jobs (not counted)")
+    assert "Closed track (SYNTHETIC data)" in page.headings and "Open track (SYNTHETIC data)" in page.headings
+    assert OPEN_WHY.replace("'", "&#39;") in html
+    assert page.column(closed, "method") == ["finetune", "finetune · resnet18 112 px", "spottune (eval argmax)"]
+    assert page.column(closed, "arch") == ["resnet26", "timm:resnet18", "resnet26"]
+    assert page.column(closed, "input_size") == ["native", "112 px", "native"]
+    assert set(page.column(opened, "arch")) == {"timm:vit_tiny_patch16_224"}
+    assert sorted(page.column(opened, "pretraining")) == ["external file vit_t.safetensors (sha256 1a2b3c4d5e6f)",
+                                                          *["timm hub weights vit_tiny_patch16_224.augreg_in21k"] * 2]
+    assert all("SYNTHETIC" in heading for heading in page.headings)
+    real = collect(write_tracks_run(tmp_path / "real", synthetic=False))
+    boards = {board.track: board for board in leaderboards(real) if board.split == "test"}
+    assert set(reproduction_frame(boards["closed"])["method"]) == {"finetune", "spottune (eval argmax)"}
+    assert reproduction_frame(boards["open"]).empty   # 'spottune (eval argmax) · vit...' is not SpotTune (2019)
+    assert "Open track: the published rows are closed track" in render_page(real, [boards["open"]], [])
