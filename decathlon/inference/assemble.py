@@ -24,7 +24,7 @@ import torch
 from decathlon.checkpoints import CheckpointError, IMPORTED_JOB_KIND, load_backbone
 from decathlon.files import parse_json, sha256_file
 from decathlon.jobdir import DOMAIN_FILE, FINAL_FILE, IMPORTED_JOB_FILE, read_final
-from decathlon.models import SpotTuneNet, resnet26
+from decathlon.models import RESNET26, SpotTuneNet, resnet26
 
 
 def _read_record(path: Path) -> dict:
@@ -59,6 +59,10 @@ def _job_settings(folder: Path) -> tuple[Path, str, dict, Path]:
         spec = final["spec"]
         record_path, domain, record = final_path, spec["domain"], {**spec["hparams"], "backbone": spec["backbone"]}
         provenance = final.get("backbone")
+        if record.get("arch", RESNET26) != RESNET26:
+            raise CheckpointError(f"{final_path}: a SpotTune job on backbone arch {record['arch']!r}; one "
+                                  "multi-domain model file is assembled from ResNet-26 jobs only: ship each job's "
+                                  f"{DOMAIN_FILE} with its backbone (docs/spottune_any_backbone.md)")
     else:
         record = _read_record(imported_path)
         if record.get("kind") != IMPORTED_JOB_KIND:

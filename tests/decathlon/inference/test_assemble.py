@@ -105,3 +105,15 @@ def test_an_unusable_out_is_refused_in_one_line_before_any_work(target, tmp_path
     assert main(["assemble", str(tmp_path / "no-job"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: --out {out}") and err.count("\n") == 1
+
+
+def test_a_spottune_job_on_a_timm_backbone_is_refused_in_one_line(tmp_path, capsys):
+    job = _job(tmp_path / "dtd", "dtd", _backbone(tmp_path / "backbone.pt", seed=0))
+    final = json.loads((job / "final.json").read_text())
+    final["spec"]["hparams"] = {**HPARAMS, "arch": "timm:vit_tiny_patch16_224"}
+    (job / "final.json").write_text(json.dumps(final))
+    with pytest.raises(CheckpointError, match="backbone arch 'timm:vit_tiny_patch16_224'; one multi-domain model "
+                                              "file is assembled from ResNet-26 jobs only"):
+        assemble_spottune([job])
+    assert main(["assemble", str(job), "--out", str(tmp_path / "model.pt")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
