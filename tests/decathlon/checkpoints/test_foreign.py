@@ -114,8 +114,9 @@ def test_our_backbone_file_records_a_timm_arch_and_refuses_another(tmp_path):
     assert ckpt["arch"] == {"name": "timm:vit_tiny_patch16_224", "input_size": None, "patch_size": 8,
                             "arch_kwargs": VIT["arch_kwargs"]}
     assert ckpt["provenance"]["kind"] == "ours" and "classifier.weight" in ckpt["state"]
-    with pytest.raises(CheckpointError, match=r"backbone\.pt: field 'arch' is .*timm:vit_tiny.*expected timm:vit_tiny"
-                                              r"_patch16_224 with input_size None, patch_size 16.*another architecture"):
+    with pytest.raises(CheckpointError, match=r"backbone\.pt: field 'arch' is .*timm:vit_tiny.*expected "
+                                              r"timm:vit_tiny_patch16_224 with input_size None, patch_size 16.*"
+                                              r"another architecture"):
         load_backbone(tmp_path / "backbone.pt", arch_record(dict(VIT, patch_size=16)))
     with pytest.raises(CheckpointError, match=r"field 'arch' is .*expected resnet26 at width 0.25"):
         load_backbone(tmp_path / "backbone.pt", 0.25)

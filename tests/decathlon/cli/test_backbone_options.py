@@ -85,3 +85,21 @@ def test_an_open_track_run_with_external_weights(tiny_decathlon, tmp_path, capsy
         assert final["architecture"]["arch"] == "timm:vit_tiny_patch16_224"
         assert final["architecture"]["patch_size"] == 8 and final["architecture"]["input_size"] is None
         assert final["spec"]["extra"]["overrides"]["arch"] == "timm:vit_tiny_patch16_224"
+
+
+def test_every_job_command_takes_the_backbone_options(tmp_path, capsys):
+    from decathlon.cli import build_parser, main as decathlon_main
+    from decathlon.cli.common import overrides_from
+
+    parser = build_parser()
+    for command in (["pretrain"], ["train", "--method", "finetune", "--domain", "dtd"]):
+        args = parser.parse_args([*command, "--out", str(tmp_path), "--backbone-arch", "timm:resnet18",
+                                  "--input-size", "96"])
+        args = args.check(args, args.command_parser)
+        assert overrides_from(args) == {"arch": "timm:resnet18", "input_size": 96}
+    with pytest.raises(SystemExit):   # pretraining starts from random initialisation
+        parser.parse_args(["pretrain", "--out", str(tmp_path), "--backbone-weights", "x.safetensors"])
+    capsys.readouterr()
+    assert decathlon_main(["sweep", "--methods", "finetune", "--backbone-arch", "timm:resnet18",
+                           "--backbone-weights", "timm-hub", "--out", str(tmp_path / "sweep")]) == 2
+    _one_line(capsys, "--backbone-weights timm-hub: a sweep starts from a weight file")
