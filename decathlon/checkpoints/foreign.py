@@ -72,7 +72,7 @@ def hub_backbone(arch: dict) -> dict:
     the sha256 is that of the weights as one safetensors blob."""
     try:
         body = timm_body(arch["name"], arch["input_size"], arch["patch_size"], arch["arch_kwargs"], pretrained=True)
-    except ValueError:
+    except ValueError:   # our own one-line errors (a keyword the model does not take) pass as they are
         raise
     except Exception as err:   # the hub's network and file errors come in many types
         raise CheckpointError(f"{TIMM_HUB}: timm could not load the pretrained weights of {arch['name']} "
