@@ -20,7 +20,7 @@ from decathlon.data import SOURCE_DOMAIN, TARGET_DOMAINS, read_manifest, split_e
 from decathlon.engine import JobSpec
 from decathlon.engine.teacher import TEACHER_METHOD
 from decathlon.benchmark.hparams_registry import hparams, joint_hparams, preset_protocol, pretrain_hparams
-from decathlon.methods import METHODS
+from decathlon.methods import METHODS, check_backbone
 
 
 @dataclass
@@ -133,13 +133,34 @@ def _known(overrides: dict, method: str, domain: str, preset: str) -> dict:
 
 
 def check_overrides(config: BenchmarkConfig) -> None:
-    """Every override must mean something to pretraining or to one of the run's methods."""
+    """Every override must mean something to pretraining or to one of the run's methods, and
+    every method must be defined on the run's backbone arch."""
     known = set(pretrain_hparams(config.preset))
     for method in config.methods:
         known |= set(hparams(method, TARGET_DOMAINS[0], config.preset))
     unknown = sorted(set(config.overrides) - known)
     if unknown:
         raise KeyError(f"unknown hyperparameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    check_method_backbones(config)
+
+
+def check_method_backbones(config: BenchmarkConfig) -> None:
+    """Every method of the run is defined on the run's backbone arch (checked before any job
+    starts); one line names those that are not and those that are."""
+    arch = pretrain_hparams(config.preset, pretrain_overrides(config))["arch"]
+    refused = [method for method in planned_methods(config.methods) if not _defined_on(METHODS[method], arch)]
+    if refused:
+        defined = [name for name, cls in METHODS.items() if _defined_on(cls, arch)]
+        raise ValueError(f"backbone arch {arch!r}: method(s) {', '.join(refused)} are not defined on it; the "
+                         f"methods defined on it: {', '.join(defined)}")
+
+
+def _defined_on(method_cls, arch: str) -> bool:
+    try:
+        check_backbone(method_cls, arch)
+    except ValueError:
+        return False
+    return True
 
 
 def check_data(config: BenchmarkConfig) -> dict:

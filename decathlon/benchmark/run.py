@@ -20,7 +20,7 @@ from decathlon.benchmark.plan import (BenchmarkConfig, check_data, check_overrid
 from decathlon.data import SOURCE_DOMAIN
 from decathlon.engine import distributed
 from decathlon.inference import assemble_spottune, model_info
-from decathlon.checkpoints import load_backbone, save_atomic
+from decathlon.checkpoints import arch_record, load_backbone, save_atomic
 from decathlon.jobdir import BACKBONE_FILE, MODEL_FILE, claim_run_config, is_done
 from decathlon.files import folder_lock
 from decathlon.launch import BackboneJob, LauncherConfig, check_launcher, default_launcher, launch, run_backbone
@@ -82,20 +82,24 @@ def export_models(jobs: list, folder: Path) -> list:
 
 def backbone_of_run(config: BenchmarkConfig, manifest: dict, ctx, launcher: LauncherConfig) -> Path:
     """The backbone every job starts from: pretrained by this run (or earlier by the same
-    command), or the --backbone file, which is then evaluated on imagenet12 for the ImNet
-    column when its classifier fits the prepared imagenet12. Either is one job, run by
+    command), or the --backbone / --backbone-weights file (or timm-hub), which is then
+    evaluated on imagenet12 for the ImNet column when it has a classifier that fits the
+    prepared imagenet12 (weights made elsewhere have none: their column stays empty). Either is one job, run by
     `launcher` (decathlon.launch.run_backbone)."""
     overrides = pretrain_overrides(config)
     hp, extra = pretrain_hparams(config.preset, overrides), job_extra(config.preset, overrides)
     if config.backbone:
-        checked = load_backbone(config.backbone, hp["width"])   # a wrong file fails before any job
+        checked = load_backbone(config.backbone, arch_record(hp))   # a wrong file fails before any job
         config.backbone_sha256 = checked["provenance"]["sha256"]
         folder = pretrain_folder(config)
         classes = manifest["domains"][SOURCE_DOMAIN]["num_classes"]
-        if checked["state"]["classifier.weight"].shape[0] != classes:
+        classifier = checked["state"].get("classifier.weight")
+        if classifier is None or classifier.shape[0] != classes:
             if ctx.is_main:
-                print(f"{config.backbone}: its classifier does not have the prepared {SOURCE_DOMAIN}'s {classes} "
-                      f"classes; the ImNet column stays empty")
+                why = ("weights made elsewhere: their classifier (dropped) is not one of the prepared "
+                       f"{SOURCE_DOMAIN}" if classifier is None
+                       else f"its classifier does not have the prepared {SOURCE_DOMAIN}'s {classes} classes")
+                print(f"{config.backbone}: {why}; the ImNet column stays empty")
         else:
             run_backbone(BackboneJob(config.data, str(folder), hp, extra, backbone=str(config.backbone),
                                      device=config.device, progress=config.progress), launcher)

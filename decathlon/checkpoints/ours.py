@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from decathlon.checkpoints.errors import CheckpointError
+from decathlon.checkpoints.foreign import TIMM_HUB, foreign_backbone, hub_backbone, read_weight_file
 from decathlon.checkpoints.public import public_backbone_state
 from decathlon.files import atomic_path, sha256_file
 
@@ -79,6 +80,10 @@ def load_checkpoint(path: Path, kind: str) -> dict:
     except Exception as err:  # torch raises several types for damaged files
         reason = str(err).splitlines()[0] if str(err) else ""
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(err).__name__}: {reason})") from None
+    return _checked(ckpt, path, kind)
+
+
+def _checked(ckpt, path: Path, kind: str) -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a decathlon checkpoint (field 'format' should be {CHECKPOINT_FORMAT})")
     if ckpt.get("kind") != kind:
@@ -86,16 +91,33 @@ def load_checkpoint(path: Path, kind: str) -> dict:
     return ckpt
 
 
-def backbone_checkpoint(net: torch.nn.Module, width: float, **info) -> dict:
-    """The backbone file's content: weights on the CPU, arch, and `info` (an imported
-    backbone has `source`, see `imported_source`)."""
+def arch_record(hparams: dict) -> dict:
+    """What a backbone file records of its architecture, from a job's hyperparameters:
+    {'name': 'resnet26', 'width'} (as every backbone.pt has since the first), or for a timm
+    arch {'name': 'timm:<model>', 'input_size', 'patch_size', 'arch_kwargs'}."""
+    arch = hparams.get("arch", "resnet26")
+    if arch == "resnet26":
+        return {"name": arch, "width": hparams["width"]}
+    return {"name": arch, "input_size": hparams.get("input_size"), "patch_size": hparams.get("patch_size"),
+            "arch_kwargs": dict(hparams.get("arch_kwargs") or {})}
+
+
+def _as_record(arch: dict | float) -> dict:
+    """An arch record; a bare number is ResNet-26 at that width (the importers' and the
+    model files' backbones, which are ResNet-26 only)."""
+    return arch if isinstance(arch, dict) else {"name": "resnet26", "width": arch}
+
+
+def backbone_checkpoint(net: torch.nn.Module, arch: dict | float, **info) -> dict:
+    """The backbone file's content: weights on the CPU, the arch record (`arch_record`, or
+    the width of a ResNet-26), and `info` (an imported backbone has `source`, see
+    `imported_source`)."""
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    return {"format": CHECKPOINT_FORMAT, "kind": "backbone", "arch": {"name": "resnet26", "width": width},
-            "state": state, **info}
+    return {"format": CHECKPOINT_FORMAT, "kind": "backbone", "arch": _as_record(arch), "state": state, **info}
 
 
-def save_backbone(net: torch.nn.Module, width: float, path: Path, **info) -> None:
-    save_atomic(backbone_checkpoint(net, width, **info), path)
+def save_backbone(net: torch.nn.Module, arch: dict | float, path: Path, **info) -> None:
+    save_atomic(backbone_checkpoint(net, arch, **info), path)
 
 
 def imported_source(path: Path, recorded: dict, sha256: str | None = None) -> dict:
@@ -109,20 +131,33 @@ def _starts_as_zip(path: Path) -> bool:
         return f.read(4) == b"PK\x03\x04"
 
 
-def load_backbone(path: Path, width: float, run_dir: Path | None = None) -> dict:
-    """The backbone checkpoint (weights under 'state') after checking it is a ResNet-26 at
-    this width: our backbone.pt or, converted on the fly with the same checks as
-    `decathlon import-backbone`, the public resnet26_pretrained.t7 (width 1).
+def load_backbone(path, arch: dict | float, run_dir: Path | None = None) -> dict:
+    """The backbone checkpoint (weights under 'state') after checking it is of the job's
+    architecture `arch` (an `arch_record`, or the width of a ResNet-26): our backbone.pt;
+    for ResNet-26 also the public resnet26_pretrained.t7 (width 1), converted on the fly
+    with the same checks as `decathlon import-backbone`; for a timm arch also weights made
+    elsewhere (`decathlon.checkpoints.foreign`: a safetensors file or a state dict, or
+    'timm-hub' for timm's own pretrained weights), whose 'state' has no classifier.
 
     Its 'provenance' says which backbone it is, to be recorded with every result:
     {'kind', 'file', 'sha256'}, kind 'imported' (a public file, or a backbone.pt made from
     one: then also 'source', the public file's record), 'pretrained by this run' (a file
-    under `run_dir`) or 'ours' (pretrained by another run)."""
+    under `run_dir`), 'ours' (pretrained by another run), 'external' (a weight file made
+    elsewhere) or 'timm-hub'."""
+    expected = _as_record(arch)
+    timm = expected["name"] != "resnet26"
+    if timm and str(path) == TIMM_HUB:
+        return hub_backbone(expected)
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     sha256 = sha256_file(path)
-    if zipfile.is_zipfile(path):
+    if timm:
+        content = read_weight_file(path)   # ours, or weights made elsewhere
+        if not (isinstance(content, dict) and "format" in content):
+            return foreign_backbone(path, content, expected, sha256)
+        ckpt = _checked(content, path, "backbone")
+    elif zipfile.is_zipfile(path):
         ckpt = load_checkpoint(path, "backbone")
     elif _starts_as_zip(path):
         raise CheckpointError(f"{path}: a truncated or damaged file: it begins as a zip-format checkpoint "
@@ -132,10 +167,13 @@ def load_backbone(path: Path, width: float, run_dir: Path | None = None) -> dict
         state, recorded = public_backbone_state(path)
         ckpt = {"format": CHECKPOINT_FORMAT, "kind": "backbone", "arch": {"name": "resnet26", "width": 1.0},
                 "state": state, "source": imported_source(path, recorded, sha256)}
-    arch = ckpt.get("arch", {})
-    if arch.get("name") != "resnet26" or arch.get("width") != width:
-        raise CheckpointError(f"{path}: field 'arch' is {arch}, expected resnet26 at width {width}: "
-                              f"the backbone is from another architecture (pretrain again or change --preset/width)")
+    found = ckpt.get("arch", {})
+    if found != expected:
+        what = (f"resnet26 at width {expected['width']}" if not timm
+                else f"{expected['name']} with input_size {expected['input_size']}, patch_size "
+                     f"{expected['patch_size']}, arch_kwargs {expected['arch_kwargs']}")
+        raise CheckpointError(f"{path}: field 'arch' is {found}, expected {what}: the backbone is from another "
+                              f"architecture (pretrain again or change --backbone-arch/--preset/width)")
     source = ckpt.get("source")
     provenance = {"kind": "ours", "file": str(path), "sha256": sha256}
     if isinstance(source, dict) and source.get("kind") == "imported":

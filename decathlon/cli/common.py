@@ -46,13 +46,86 @@ def execution_options(args) -> dict:
 
 
 def overrides_from(args) -> dict:
-    """--hparam KEY=VALUE pairs plus --precision, as hyperparameter overrides."""
+    """--hparam KEY=VALUE pairs plus --precision and the backbone options (--backbone-arch,
+    --input-size, --patch-size), as hyperparameter overrides: recorded and hashed as --hparam
+    is. The same value given twice is fine; two different values are refused."""
     from decathlon.benchmark import parse_overrides
 
     overrides = parse_overrides(args.hparam)
-    if args.precision:
+    if getattr(args, "precision", None):
         overrides["precision"] = args.precision
+    for option, key, value in backbone_options(args):
+        if key in overrides and overrides[key] != value:
+            raise ValueError(f"{option} {_shown(value)} conflicts with --hparam {key}={_shown(overrides[key])}; "
+                             "give one of them")
+        overrides[key] = value
     return overrides
+
+
+def add_backbone_arguments(parser, weights: bool = True) -> None:
+    """--backbone-arch, --input-size, --patch-size (hyperparameters arch, input_size, patch_size)
+    and, where a job starts from a backbone, --backbone-weights."""
+    parser.add_argument("--backbone-arch", metavar="ARCH",
+                        help="the backbone: resnet26 (the preset's) or timm:<any timm.create_model name>, e.g. "
+                             "timm:vit_small_patch16_224, timm:resnet50 (= --hparam arch=ARCH)")
+    parser.add_argument("--input-size", type=input_size, metavar="N|native",
+                        help="resize every batch to NxN before the backbone, or native: the 64/72 px images as "
+                             "they are (= --hparam input_size)")
+    parser.add_argument("--patch-size", type=positive_int, metavar="N",
+                        help="a ViT's patch size (e.g. 8 for the native 72 px images; = --hparam patch_size)")
+    if weights:
+        parser.add_argument("--backbone-weights", metavar="FILE|timm-hub",
+                            help="start from weights made elsewhere, for a timm arch: a safetensors file or a "
+                                 "state dict (model.state_dict(); a pickle is refused), resampled to the input and "
+                                 "patch size; or timm-hub: timm's own pretrained weights (downloads). Open track")
+
+
+def input_size(text: str):
+    """--input-size: 'native' or a positive integer."""
+    return "native" if text == "native" else positive_int(text)
+
+
+def positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def backbone_options(args) -> list:
+    """(option, hyperparameter, value) of the backbone options given."""
+    given = []
+    if getattr(args, "backbone_arch", None):
+        given.append(("--backbone-arch", "arch", args.backbone_arch))
+    if getattr(args, "input_size", None) is not None:
+        given.append(("--input-size", "input_size", None if args.input_size == "native" else args.input_size))
+    if getattr(args, "patch_size", None) is not None:
+        given.append(("--patch-size", "patch_size", args.patch_size))
+    return given
+
+
+def backbone_file(args, overrides: dict) -> str | None:
+    """The backbone the jobs start from: --backbone (ours, or the public .t7) or
+    --backbone-weights (weights made elsewhere, for a timm arch); not both."""
+    weights = getattr(args, "backbone_weights", None)
+    if weights and args.backbone:
+        raise ValueError("--backbone and --backbone-weights both given; give one (--backbone: our backbone.pt or "
+                         "the public .t7; --backbone-weights: weights made elsewhere, for a timm arch)")
+    if weights and not str(overrides.get("arch", "resnet26")).startswith("timm:"):
+        raise ValueError(f"--backbone-weights {weights}: for a timm arch (--backbone-arch timm:<name>); "
+                         "ResNet-26 starts from --backbone (our backbone.pt or the public resnet26_pretrained.t7)")
+    return weights or args.backbone
+
+
+def _shown(value) -> str:
+    import json
+
+    return json.dumps(value)
 
 
 def names_from(spec: str, valid: tuple, lookup) -> tuple:

@@ -1,15 +1,18 @@
-"""Pretrain the ResNet-26 backbone on imagenet12, the source domain; all methods start from it.
+"""Pretrain the backbone (ResNet-26, or any timm arch: --backbone-arch) on imagenet12, the source
+domain, from random initialisation; all methods start from it (a closed-track backbone).
 
 Trains from scratch on the imagenet12 shards and writes <out>/backbone.pt (with the
 job's record and checkpoint beside it, so an interrupted pretraining resumes).
 """
 from __future__ import annotations
 
-from decathlon.cli.common import add_common_arguments, execution_options, overrides_from, run_guarded
+from decathlon.cli.common import (add_backbone_arguments, add_common_arguments, execution_options, overrides_from,
+                                  run_guarded)
 from decathlon.cli.config_file import add_config_argument, apply_config, check_resolved_hparams
 
 
 def add_arguments(parser) -> None:
+    add_backbone_arguments(parser, weights=False)   # pretraining starts from random initialisation
     add_common_arguments(parser)
     add_config_argument(parser)   # last: it takes over the defaults of every option above
 

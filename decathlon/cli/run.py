@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from decathlon.benchmark import PRESETS, BenchmarkConfig, run_benchmark
-from decathlon.cli.common import (add_execution_arguments, error_line, execution_options, names_from,
-                                  overrides_from)
+from decathlon.cli.common import (add_backbone_arguments, add_execution_arguments, backbone_file, error_line,
+                                  execution_options, names_from, overrides_from)
 from decathlon.cli.config_file import add_config_argument, apply_config, settings_of
 from decathlon.cli.launcher_args import add_launcher_arguments, check_launcher_arguments, launcher_config
 from decathlon.data import TARGET_DOMAINS, get_domain
@@ -44,6 +44,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backbone", help="start every job from this backbone instead of pretraining one: our "
                                            "backbone.pt or the public resnet26_pretrained.t7 (converted as "
                                            "`decathlon import-backbone` does); recorded in every result")
+    add_backbone_arguments(parser)
     parser.add_argument("--hparam", action="append", metavar="KEY=VALUE", help="override a hyperparameter")
     add_execution_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -77,11 +78,12 @@ def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
 def run(args) -> int:
     """`decathlon run`: the benchmark, then the report."""
     try:
+        overrides = overrides_from(args)
         config = BenchmarkConfig(args.data, args.out, args.methods, args.domains, args.preset, args.protocol,
-                                 args.seeds, args.device, overrides_from(args), args.compile, not args.no_progress,
+                                 args.seeds, args.device, overrides, args.compile, not args.no_progress,
                                  **execution_options(args),
                                  jobs_per_device=args.jobs_per_device, threads_per_job=args.threads_per_job,
-                                 backbone=args.backbone)
+                                 backbone=backbone_file(args, overrides))
         if args.results:   # checked before hours of training, not after
             ensure_dir(args.results, "--results")
         run_benchmark(config, launcher_config(args), {**settings_of(args), "protocol": config.protocol})

@@ -10,8 +10,9 @@ jobs and resumes unfinished ones; other settings into the same folder are refuse
 """
 from __future__ import annotations
 
-from decathlon.benchmark import PRESETS, SAMPLERS, SEARCH_SPACES, SweepConfig, parse_overrides, run_sweep
-from decathlon.cli.common import names_from, run_guarded
+from decathlon.benchmark import PRESETS, SAMPLERS, SEARCH_SPACES, SweepConfig, run_sweep
+from decathlon.checkpoints import TIMM_HUB
+from decathlon.cli.common import add_backbone_arguments, backbone_file, names_from, overrides_from, run_guarded
 from decathlon.cli.launcher_args import add_launcher_arguments, check_launcher_arguments, launcher_config
 from decathlon.data import TARGET_DOMAINS, get_domain
 
@@ -40,6 +41,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--hparam", action="append", metavar="KEY=VALUE",
                         help="fix a hyperparameter for every trial (a searched key is then not searched)")
     parser.add_argument("--backbone", help="start every job from this backbone instead of pretraining one")
+    add_backbone_arguments(parser)
     parser.add_argument("--out", help="sweep folder (default: runs/<preset>-<synthetic|real>-sweep)")
     add_execution(parser)
 
@@ -65,8 +67,13 @@ def check_arguments(args, parser):
 
 def run(args) -> int:
     def launch():
+        overrides = overrides_from(args)
+        backbone = backbone_file(args, overrides)
+        if backbone == TIMM_HUB:   # a sweep identifies its backbone by a file's sha256
+            raise ValueError(f"--backbone-weights {TIMM_HUB}: a sweep starts from a weight file; save timm's "
+                             "pretrained weights as safetensors and pass that file")
         config = SweepConfig(args.data, args.out, args.methods, args.domains, args.preset, args.trials, args.seeds,
-                             args.sampler, args.sweep_seed, parse_overrides(args.hparam), args.backbone, args.device,
+                             args.sampler, args.sweep_seed, overrides, backbone, args.device,
                              not args.no_progress, launcher_config(args))
         trials = run_sweep(config)
         print(f"sweep {config.out}: {len(trials)} trial(s) x {config.seeds} seed(s) finished; "

@@ -8,7 +8,8 @@ job continues with --resume. Runs data-parallel under torchrun.
 """
 from __future__ import annotations
 
-from decathlon.cli.common import add_common_arguments, execution_options, overrides_from, run_guarded
+from decathlon.cli.common import (add_backbone_arguments, add_common_arguments, backbone_file, execution_options,
+                                  overrides_from, run_guarded)
 from decathlon.cli.config_file import add_config_argument, apply_config, check_resolved_hparams
 from decathlon.data import DOMAIN_NAMES
 
@@ -20,6 +21,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--domain", required=True, metavar="DOMAIN[,DOMAIN...]",
                         help=f"one of {', '.join(DOMAIN_NAMES)}; several for spottune_joint")
     parser.add_argument("--backbone", help="pretrained backbone.pt (from `python -m decathlon pretrain`)")
+    add_backbone_arguments(parser)
     parser.add_argument("--teacher", metavar="JOB_DIR",
                         help="nettailor: the finished finetune job (same domain, seed, protocol, width) it distils from")
     parser.add_argument("--protocol", choices=("train", "trainval"),
@@ -51,7 +53,7 @@ def run(args) -> int:
         check_resolved_hparams(args, hp)
         final = run_job(JobSpec(args.method, domain_label(domains), args.data, args.out, hp,
                                 protocol=args.protocol or preset_protocol(args.preset), seed=args.seed,
-                                backbone=args.backbone, device=args.device, compile=args.compile,
+                                backbone=backbone_file(args, overrides), device=args.device, compile=args.compile,
                                 progress=not args.no_progress, resume=args.resume,
                                 **execution_options(args),
                                 domains=domains if joint else (), extra=job_extra(args.preset, overrides),

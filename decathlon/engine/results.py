@@ -1,7 +1,8 @@
 """What a finished job leaves for the collector: predictions, final.json, the done marker.
 
 final.json (format 2) holds the job's spec (hyperparameters included), whether the data
-was synthetic, the backbone it started from, how it ran (device, step kind), the
+was synthetic, the backbone it started from ("track", "architecture" and "pretraining" say
+on which arch and pretrained where: `track_records`), how it ran (device, step kind), the
 parameters it stores beyond the backbone, and its evaluations: one per domain and
 test-time policy the method has (SpotTune variants: argmax and sampled decisions, the
 reported one first; other methods: one, policy null), each with a result per scored
@@ -47,6 +48,49 @@ def backbone_record(path, checkpoint: dict | None) -> dict | None:
     return {"file": str(path), **(checkpoint.get("provenance") or {"kind": "ours"})}
 
 
+# Where a backbone's weights came from (final.json "pretraining" kind), from its provenance
+# kind (decathlon.checkpoints.load_backbone); the open track is any pretraining outside the
+# Decathlon's own data.
+PRETRAINING_KINDS = {"ours": "suite", "pretrained by this run": "suite", "imported": "imported",
+                     "external": "external", "timm-hub": "timm-hub"}
+OPEN_TRACK = ("external", "timm-hub")
+
+
+def pretraining_record(backbone: dict | None) -> dict:
+    """final.json's "pretraining": {'kind': suite | imported | external | timm-hub | none,
+    'source': one human line}, from the job's backbone record (None: no pretrained weights)."""
+    if backbone is None:
+        return {"kind": "none", "source": "none: trained from random initialisation"}
+    kind = PRETRAINING_KINDS.get(backbone.get("kind"), "suite")
+    name, sha = Path(backbone.get("file", "")).name, (backbone.get("sha256") or "")[:12]
+    if kind == "suite":
+        source = f"imagenet12, pretrained by this suite ({name}, sha256 {sha})"
+    elif kind == "imported":
+        public = (backbone.get("source") or {}).get("name", name)
+        source = f"imagenet12, the public {public} (pretrained by its authors on the Decathlon's imagenet12)"
+    elif kind == "external":
+        source = f"external file {name} (sha256 {sha})"
+    else:
+        source = f"timm's hub: {backbone.get('pretrained') or 'pretrained weights'} (sha256 {sha})"
+    return {"kind": kind, "source": source}
+
+
+def architecture_record(hparams: dict) -> dict:
+    """final.json's "architecture": the backbone arch and how it sees the images."""
+    arch = hparams.get("arch", "resnet26")
+    return {"arch": arch, "width": hparams["width"] if arch == "resnet26" else None,
+            "input_size": hparams.get("input_size"), "patch_size": hparams.get("patch_size"),
+            "arch_kwargs": dict(hparams.get("arch_kwargs") or {})}
+
+
+def track_records(hparams: dict, backbone: dict | None) -> dict:
+    """"track" (closed: only the Decathlon's data, pretraining included; open: weights
+    pretrained elsewhere), "architecture" and "pretraining" of a job's final.json."""
+    pretraining = pretraining_record(backbone)
+    return {"track": "open" if pretraining["kind"] in OPEN_TRACK else "closed",
+            "architecture": architecture_record(hparams), "pretraining": pretraining}
+
+
 def finish(spec, method, eval_loaders: dict, scores: dict, ctx, manifest: dict, backbone: dict | None,
            execution: dict) -> dict:
     """Evaluate with every policy (reusing the last epoch's scores of the reported policy
@@ -75,7 +119,8 @@ def finish(spec, method, eval_loaders: dict, scores: dict, ctx, manifest: dict, 
             evaluations.append(evaluation)
     final_eval_seconds = time.perf_counter() - began
     final = {"format": FINAL_FORMAT, "spec": asdict(spec), "synthetic": manifest["synthetic"],
-             "backbone": backbone_record(spec.backbone, backbone), "execution": execution,
+             "backbone": backbone_record(spec.backbone, backbone),
+             **track_records(hp, backbone_record(spec.backbone, backbone)), "execution": execution,
              "stored_parameters": {"shared": stored["shared"]} if multi else stored,
              "num_classes": method.num_classes,
              # The backbone without classifier (one ResNet-26 at this width for the benchmark's

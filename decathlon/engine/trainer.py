@@ -33,7 +33,8 @@ from tqdm import tqdm
 
 from decathlon.data import ShardLoader, read_manifest, split_entry, verify_split_shards
 from decathlon.engine import distributed
-from decathlon.checkpoints import CheckpointError, check_resumable, load_backbone, load_checkpoint, save_atomic
+from decathlon.checkpoints import (CheckpointError, arch_record, check_resumable, load_backbone, load_checkpoint,
+                                   save_atomic)
 from decathlon.engine.cost import reset_peak_memory
 from decathlon.engine.epoch_record import EpochBoard, epoch_record
 from decathlon.engine.evaluation import evaluate
@@ -104,8 +105,8 @@ def _build_method(spec: JobSpec, method_cls, num_classes, ctx):
     if method_cls.uses_backbone:
         if not spec.backbone:
             raise ValueError(f"method {spec.method!r} starts from a pretrained backbone: pass --backbone "
-                             f"(made by `python -m decathlon pretrain`)")
-        backbone = load_backbone(spec.backbone, hp["width"], spec.run_dir)
+                             f"(made by `python -m decathlon pretrain`) or --backbone-weights")
+        backbone = load_backbone(spec.backbone, arch_record(hp), spec.run_dir)
     teacher = teacher_arguments(spec, method_cls)
     torch.manual_seed(spec.seed)
     method = method_cls(num_classes, hp, backbone and backbone["state"], **teacher).to(ctx.device)

@@ -1,5 +1,5 @@
 """The registry of methods: one class each; a new method is one file and one line here."""
-from decathlon.methods.base import Method
+from decathlon.methods.base import Method, check_backbone
 from decathlon.methods.plain import (BNAdapt, FeatureExtractor, Finetune, ParallelAdapters,
                                      Scratch, SeriesAdapters)
 from decathlon.methods.piggyback import Piggyback
@@ -24,4 +24,4 @@ def get_method(name: str) -> type:
         raise KeyError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}") from None
 
 
-__all__ = ["METHODS", "Method", "get_method"]
+__all__ = ["METHODS", "Method", "check_backbone", "get_method"]

@@ -1,5 +1,5 @@
 """Methods on one plain or adapted network per domain (docs/reference.md, section 3): scratch,
-finetune and feature_extractor on any backbone arch, the others on ResNet-26."""
+finetune, feature_extractor and bn_adapt (norm-only) on any backbone arch, the adapters on ResNet-26."""
 from __future__ import annotations
 
 from torch import nn
@@ -55,15 +55,26 @@ class FeatureExtractor(Method):
         return _FrozenTrunk(new_backbone(self.hparams, self.num_classes, backbone_state))
 
 
+# The normalisation layers norm-only adaptation trains (timm's BatchNormAct2d, LayerNorm2d,
+# ... subclass these).
+NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
+
+
 class BNAdapt(Method):
-    """Frozen convolutions; per-domain BN layers and classifier."""
+    """Norm-only: the pretrained network frozen but for its normalisation layers' affine
+    parameters (BatchNorm, LayerNorm, GroupNorm; BN statistics are re-estimated in
+    training) and the classifier, per domain. On ResNet-26 exactly its BN layers: the
+    convolutions, its only other weights, stay frozen."""
     name = "bn_adapt"
+    backbones = "any"
 
     def build(self, backbone_state):
         net = new_backbone(self.hparams, self.num_classes, backbone_state)
+        net.requires_grad_(False)
         for module in net.modules():
-            if isinstance(module, nn.Conv2d):
-                module.requires_grad_(False)
+            if isinstance(module, NORM_LAYERS):
+                module.requires_grad_(True)
+        net.classifier.requires_grad_(True)
         return net
 
 

@@ -1,0 +1,105 @@
+"""--backbone-arch / --input-size / --patch-size / --backbone-weights: hyperparameter overrides
+and the backbone file, refused in one line when wrong; an open-track run end to end."""
+import json
+
+import pytest
+import safetensors.torch
+import timm
+import torch
+
+from decathlon.cli.run import main as run_main
+
+TINY_VIT_KWARGS = {"depth": 2, "embed_dim": 48, "num_heads": 2}
+VIT = ["--backbone-arch", "timm:vit_tiny_patch16_224", "--patch-size", "8", "--input-size", "native",
+       "--hparam", f"arch_kwargs={json.dumps(TINY_VIT_KWARGS)}"]
+SHORT = ["--hparam", "epochs=1", "--hparam", "lr_milestones=[1]", "--hparam", "batch_size=16", "--device", "cpu",
+         "--no-progress"]
+ONE_JOB = [*SHORT, "--methods", "finetune", "--domains", "dtd"]
+
+
+def _one_line(capsys, pattern):
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert pattern in err, err
+
+
+def _run(data, tmp_path, *argv):
+    return run_main(["--data", str(data), "--out", str(tmp_path / "run"), "--results", str(tmp_path / "results"),
+                     *argv])
+
+
+@pytest.fixture
+def no_hub(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("timm's hub was called")
+
+    monkeypatch.setattr(timm.models._builder, "load_pretrained", refuse)
+
+
+def test_a_conflict_with_hparam_is_refused_the_same_value_is_not(tmp_path, capsys):
+    assert _run(tmp_path / "none", tmp_path, "--backbone-arch", "timm:resnet18", "--hparam", "arch=timm:resnet50") == 2
+    _one_line(capsys, '--backbone-arch "timm:resnet18" conflicts with --hparam arch="timm:resnet50"')
+    assert _run(tmp_path / "none", tmp_path, "--backbone-arch", "timm:resnet18", "--hparam", "arch=timm:resnet18",
+                "--methods", "finetune") == 2
+    _one_line(capsys, "manifest")   # got as far as the data: the options were accepted
+
+
+def test_an_unknown_timm_name_and_a_method_not_on_the_arch_are_one_line(tiny_decathlon, tmp_path, capsys):
+    assert _run(tiny_decathlon, tmp_path, "--backbone-arch", "timm:no_such_net", *SHORT) == 2
+    _one_line(capsys, "backbone arch 'timm:no_such_net': timm has no model 'no_such_net'")
+    assert _run(tiny_decathlon, tmp_path, "--backbone-arch", "timm:resnet18", "--methods",
+                "finetune,series_adapters", "--domains", "dtd", *SHORT) == 2
+    _one_line(capsys, "backbone arch 'timm:resnet18': method(s) series_adapters are not defined on it; the methods "
+                      "defined on it: scratch, feature_extractor, finetune, bn_adapt")
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_weight_files_are_one_line(tiny_decathlon, tmp_path, capsys):
+    assert _run(tiny_decathlon, tmp_path, *VIT, "--backbone-weights", str(tmp_path / "gone.safetensors"), *ONE_JOB) == 2
+    _one_line(capsys, "gone.safetensors: checkpoint not found")
+    torch.save(timm.create_model("resnet18"), tmp_path / "module.pth")
+    assert _run(tiny_decathlon, tmp_path, "--backbone-arch", "timm:resnet18", "--backbone-weights",
+                str(tmp_path / "module.pth"), *ONE_JOB) == 2
+    _one_line(capsys, "module.pth: refused: it needs a full unpickler")
+    safetensors.torch.save_file(timm.create_model("resnet18").state_dict(), tmp_path / "r18.safetensors")
+    assert _run(tiny_decathlon, tmp_path, *VIT, "--backbone-weights", str(tmp_path / "r18.safetensors"), *ONE_JOB) == 2
+    _one_line(capsys, "r18.safetensors: the weights are of another architecture")
+    assert _run(tiny_decathlon, tmp_path, "--backbone-weights", str(tmp_path / "r18.safetensors"), *ONE_JOB) == 2
+    _one_line(capsys, "for a timm arch (--backbone-arch timm:<name>)")
+    assert not list((tmp_path / "run").glob("jobs/*"))
+
+
+def test_an_open_track_run_with_external_weights(tiny_decathlon, tmp_path, capsys, no_hub):
+    model = timm.create_model("vit_tiny_patch16_224", **TINY_VIT_KWARGS)   # 224 px, patch 16: resampled
+    safetensors.torch.save_file(model.state_dict(), tmp_path / "vit.safetensors")
+    code = _run(tiny_decathlon, tmp_path, *VIT, "--backbone-weights", str(tmp_path / "vit.safetensors"),
+                "--methods", "finetune,bn_adapt", "--domains", "dtd", *SHORT)
+    out = capsys.readouterr()
+    assert code == 0, out.err[-2000:]
+    assert out.out.count("the ImNet column stays empty") == 1
+    assert not (tmp_path / "run" / "pretrain").exists()
+    finals = [json.loads(path.read_text()) for path in (tmp_path / "run").glob("jobs/*/*/dtd/seed0/final.json")]
+    assert sorted(final["spec"]["method"] for final in finals) == ["bn_adapt", "finetune"]
+    for final in finals:
+        assert final["track"] == "open" and final["pretraining"]["kind"] == "external"
+        assert final["architecture"]["arch"] == "timm:vit_tiny_patch16_224"
+        assert final["architecture"]["patch_size"] == 8 and final["architecture"]["input_size"] is None
+        assert final["spec"]["extra"]["overrides"]["arch"] == "timm:vit_tiny_patch16_224"
+
+
+def test_every_job_command_takes_the_backbone_options(tmp_path, capsys):
+    from decathlon.cli import build_parser, main as decathlon_main
+    from decathlon.cli.common import overrides_from
+
+    parser = build_parser()
+    for command in (["pretrain"], ["train", "--method", "finetune", "--domain", "dtd"]):
+        args = parser.parse_args([*command, "--out", str(tmp_path), "--backbone-arch", "timm:resnet18",
+                                  "--input-size", "96"])
+        args = args.check(args, args.command_parser)
+        assert overrides_from(args) == {"arch": "timm:resnet18", "input_size": 96}
+    with pytest.raises(SystemExit):   # pretraining starts from random initialisation
+        parser.parse_args(["pretrain", "--out", str(tmp_path), "--backbone-weights", "x.safetensors"])
+    capsys.readouterr()
+    assert decathlon_main(["sweep", "--methods", "finetune", "--backbone-arch", "timm:resnet18",
+                           "--backbone-weights", "timm-hub", "--out", str(tmp_path / "sweep")]) == 2
+    _one_line(capsys, "--backbone-weights timm-hub: a sweep starts from a weight file")
