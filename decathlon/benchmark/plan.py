@@ -20,14 +20,14 @@ from decathlon.data import SOURCE_DOMAIN, TARGET_DOMAINS, read_manifest, split_e
 from decathlon.engine import JobSpec
 from decathlon.engine.teacher import TEACHER_METHOD
 from decathlon.benchmark.hparams_registry import hparams, joint_hparams, preset_protocol, pretrain_hparams
-from decathlon.methods import METHODS, check_backbone
+from decathlon.methods import BOARD_METHODS, METHODS, defined_on, methods_on
 
 
 @dataclass
 class BenchmarkConfig:
     data: str = "data/synthetic"
     out: str | None = None
-    methods: tuple = tuple(METHODS)
+    methods: tuple = BOARD_METHODS     # the ResNet-26 board (decathlon.methods.default_methods)
     domains: tuple = TARGET_DOMAINS
     preset: str = "cpu_demo"
     protocol: str | None = None        # None: the preset's own (trainval for spottune_paper)
@@ -148,19 +148,10 @@ def check_method_backbones(config: BenchmarkConfig) -> None:
     """Every method of the run is defined on the run's backbone arch (checked before any job
     starts); one line names those that are not and those that are."""
     arch = pretrain_hparams(config.preset, pretrain_overrides(config))["arch"]
-    refused = [method for method in planned_methods(config.methods) if not _defined_on(METHODS[method], arch)]
+    refused = [method for method in planned_methods(config.methods) if not defined_on(METHODS[method], arch)]
     if refused:
-        defined = [name for name, cls in METHODS.items() if _defined_on(cls, arch)]
         raise ValueError(f"backbone arch {arch!r}: method(s) {', '.join(refused)} are not defined on it; the "
-                         f"methods defined on it: {', '.join(defined)}")
-
-
-def _defined_on(method_cls, arch: str) -> bool:
-    try:
-        check_backbone(method_cls, arch)
-    except ValueError:
-        return False
-    return True
+                         f"methods defined on it: {', '.join(methods_on(arch))}")
 
 
 def check_data(config: BenchmarkConfig) -> dict:

@@ -62,6 +62,17 @@ def overrides_from(args) -> dict:
     return overrides
 
 
+def backbone_arch(args) -> str:
+    """The backbone arch the options name (for the methods defined on it); a conflict between
+    them is left to the command, which refuses it in one line."""
+    from decathlon.models import RESNET26
+
+    try:
+        return overrides_from(args).get("arch", RESNET26)
+    except ValueError:
+        return RESNET26
+
+
 def add_backbone_arguments(parser, weights: bool = True) -> None:
     """--backbone-arch, --input-size, --patch-size (hyperparameters arch, input_size, patch_size)
     and, where a job starts from a backbone, --backbone-weights."""

@@ -16,20 +16,23 @@ import sys
 from pathlib import Path
 
 from decathlon.benchmark import PRESETS, BenchmarkConfig, run_benchmark
-from decathlon.cli.common import (add_backbone_arguments, add_execution_arguments, backbone_file, error_line,
-                                  execution_options, names_from, overrides_from)
+from decathlon.cli.common import (add_backbone_arguments, add_execution_arguments, backbone_arch, backbone_file,
+                                  error_line, execution_options, names_from, overrides_from)
 from decathlon.cli.config_file import add_config_argument, apply_config, settings_of
 from decathlon.cli.launcher_args import add_launcher_arguments, check_launcher_arguments, launcher_config
 from decathlon.data import TARGET_DOMAINS, get_domain
 from decathlon.engine import distributed
 from decathlon.files import ensure_dir
-from decathlon.methods import METHODS, get_method
+from decathlon.methods import METHODS, default_methods, get_method, methods_on
 from decathlon.report import report
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--data", default="data/synthetic", help="prepared shard folder (default: %(default)s)")
-    parser.add_argument("--methods", default="all", help=f"comma-separated, or all: {', '.join(METHODS)}")
+    parser.add_argument("--methods", default="default",
+                        help="comma-separated; default: the ResNet-26 board's methods on resnet26 (every method "
+                             "below but bitfit, lora, vpt, adaptformer), every method defined on the backbone "
+                             f"otherwise; all: every method defined on the backbone. Methods: {', '.join(METHODS)}")
     parser.add_argument("--domains", default="all", help="comma-separated target domains, or all nine")
     parser.add_argument("--preset", default="cpu_demo", choices=PRESETS,
                         help="hyperparameter preset: the CPU demo or a paper's protocol (default: %(default)s); "
@@ -56,7 +59,9 @@ def check_arguments(args, parser) -> argparse.Namespace:
     """The checks argparse cannot make itself (names, ranges); a failure is a usage error."""
     args = apply_config(args, parser)
     try:
-        args.methods = names_from(args.methods, tuple(METHODS), get_method)
+        arch = backbone_arch(args)
+        args.methods = (default_methods(arch) if args.methods == "default"
+                        else names_from(args.methods, methods_on(arch), get_method))
         args.domains = names_from(args.domains, TARGET_DOMAINS, get_domain)
     except KeyError as err:
         parser.error(err.args[0])

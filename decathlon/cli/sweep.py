@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from decathlon.benchmark import PRESETS, SAMPLERS, SEARCH_SPACES, SweepConfig, run_sweep
 from decathlon.checkpoints import TIMM_HUB
-from decathlon.cli.common import add_backbone_arguments, backbone_file, names_from, overrides_from, run_guarded
+from decathlon.cli.common import (add_backbone_arguments, backbone_arch, backbone_file, names_from,
+                                  overrides_from, run_guarded)
 from decathlon.cli.launcher_args import add_launcher_arguments, check_launcher_arguments, launcher_config
 from decathlon.data import TARGET_DOMAINS, get_domain
+from decathlon.methods import METHODS, defined_on
 
 
 def _sweepable(name: str) -> None:
@@ -32,7 +34,8 @@ def add_execution(parser) -> None:
 def add_arguments(parser) -> None:
     parser.add_argument("--data", default="data/synthetic", help="prepared shard folder (default: %(default)s)")
     parser.add_argument("--preset", default="cpu_demo", choices=PRESETS, help="the preset every trial starts from")
-    parser.add_argument("--methods", required=True, help=f"comma-separated, or all: {', '.join(SEARCH_SPACES)}")
+    parser.add_argument("--methods", required=True, help="comma-separated, or all (those of the backbone): "
+                                                                  f"{', '.join(SEARCH_SPACES)}")
     parser.add_argument("--domains", default="all", help="comma-separated target domains, or all nine")
     parser.add_argument("--trials", type=int, default=3, help="settings drawn per (method, domain)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per trial")
@@ -54,7 +57,9 @@ def check_counts(args, parser, names) -> None:
 
 def check_arguments(args, parser):
     try:
-        args.methods = names_from(args.methods, tuple(SEARCH_SPACES), _sweepable)
+        arch = backbone_arch(args)
+        swept = tuple(name for name in SEARCH_SPACES if defined_on(METHODS[name], arch))
+        args.methods = names_from(args.methods, swept, _sweepable)
         args.domains = names_from(args.domains, TARGET_DOMAINS, get_domain)
     except KeyError as err:
         parser.error(err.args[0])

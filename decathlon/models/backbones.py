@@ -10,7 +10,9 @@ nn.Linear per domain).
 Input size. The Decathlon's images are 72 px on the shorter side; the loaders give 64 px
 crops or 72 px centres (daimlerpedcls: 144x72). `input_size` None feeds them natively
 (a ViT is then made with a dynamic image size: its position embedding is interpolated to
-each batch's grid; `patch_size` may be set to fit the small images); an integer N resizes
+each batch's grid, and an image whose side is no multiple of the patch is padded at its
+right and bottom to the next one, timm's `dynamic_img_pad`; `patch_size` 8 fits 64, 72 and
+144 exactly); an integer N resizes
 every batch to NxN (bilinear, as torchvision's Resize) before the body. Both are recorded.
 """
 from __future__ import annotations
@@ -55,7 +57,7 @@ def check_arch(arch: str) -> str:
     return arch
 
 
-# timm families whose models take `img_size`, `patch_size` and `dynamic_img_size`.
+# timm families whose models take `img_size`, `patch_size`, `dynamic_img_size` and `dynamic_img_pad`.
 VIT_MODULES = ("timm.models.vision_transformer", "timm.models.deit", "timm.models.eva")
 
 
@@ -98,7 +100,8 @@ def timm_body(arch: str, input_size: int | None = None, patch_size: int | None =
     name = timm_name(arch)
     kwargs = dict(arch_kwargs or {})
     if is_vit(arch):
-        kwargs.update(img_size=input_size or NATIVE_SIDE, dynamic_img_size=input_size is None)
+        native = input_size is None
+        kwargs.update(img_size=input_size or NATIVE_SIDE, dynamic_img_size=native, dynamic_img_pad=native)
         if patch_size:
             kwargs["patch_size"] = patch_size
     elif patch_size:

@@ -50,7 +50,8 @@ def test_an_unknown_timm_name_and_a_method_not_on_the_arch_are_one_line(tiny_dec
     assert _run(tiny_decathlon, tmp_path, "--backbone-arch", "timm:resnet18", "--methods",
                 "finetune,series_adapters", "--domains", "dtd", *SHORT) == 2
     _one_line(capsys, "backbone arch 'timm:resnet18': method(s) series_adapters are not defined on it; the methods "
-                      "defined on it: scratch, feature_extractor, finetune, bn_adapt")
+                      "defined on it: scratch, feature_extractor, finetune, bn_adapt, spottune, spottune_global, "
+                      "random_policy, bitfit, lora")
     assert not (tmp_path / "run").exists()
 
 
@@ -70,21 +71,28 @@ def test_bad_weight_files_are_one_line(tiny_decathlon, tmp_path, capsys):
 
 
 def test_an_open_track_run_with_external_weights(tiny_decathlon, tmp_path, capsys, no_hub):
+    """The issue's run: a ViT from a weight file made elsewhere with lora, vpt and spottune (and
+    finetune, the S baseline), end to end to open-track tables."""
     model = timm.create_model("vit_tiny_patch16_224", **TINY_VIT_KWARGS)   # 224 px, patch 16: resampled
     safetensors.torch.save_file(model.state_dict(), tmp_path / "vit.safetensors")
+    methods = ["bn_adapt", "finetune", "lora", "spottune", "vpt"]
     code = _run(tiny_decathlon, tmp_path, *VIT, "--backbone-weights", str(tmp_path / "vit.safetensors"),
-                "--methods", "finetune,bn_adapt", "--domains", "dtd", *SHORT)
+                "--methods", ",".join(methods), "--domains", "dtd", *SHORT)
     out = capsys.readouterr()
     assert code == 0, out.err[-2000:]
     assert out.out.count("the ImNet column stays empty") == 1
     assert not (tmp_path / "run" / "pretrain").exists()
     finals = [json.loads(path.read_text()) for path in (tmp_path / "run").glob("jobs/*/*/dtd/seed0/final.json")]
-    assert sorted(final["spec"]["method"] for final in finals) == ["bn_adapt", "finetune"]
+    assert sorted(final["spec"]["method"] for final in finals) == methods
     for final in finals:
         assert final["track"] == "open" and final["pretraining"]["kind"] == "external"
         assert final["architecture"]["arch"] == "timm:vit_tiny_patch16_224"
         assert final["architecture"]["patch_size"] == 8 and final["architecture"]["input_size"] is None
         assert final["spec"]["extra"]["overrides"]["arch"] == "timm:vit_tiny_patch16_224"
+    board = (tmp_path / "results" / "leaderboard.md").read_text()
+    assert "## Open track" in board and "## Closed track" not in board and "not ranked with the closed track" in board
+    rows = [line for line in board.splitlines() if line.startswith("| lora") or line.startswith("| vpt")]
+    assert rows and all("timm:vit_tiny_patch16_224 | native | external file vit.safetensors" in row for row in rows)
 
 
 def test_every_job_command_takes_the_backbone_options(tmp_path, capsys):

@@ -165,3 +165,17 @@ def test_both_doors_take_the_same_options_and_check_them_the_same(capsys):
     with pytest.raises(SystemExit):
         decathlon_main(["run", "--methods", "mixup"])
     assert "unknown method 'mixup'" in capsys.readouterr().err
+
+
+def test_the_default_methods_are_the_resnet26_board_and_all_means_every_method_of_the_backbone():
+    from decathlon.methods import BOARD_METHODS, METHODS
+
+    assert parse_args([]).methods == BOARD_METHODS   # the default make run: no parameter-efficient jobs added
+    on_resnet26 = parse_args(["--methods", "all"]).methods
+    assert {"bitfit", "lora"} <= set(on_resnet26) and not {"vpt", "adaptformer"} & set(on_resnet26)
+    vit = ["--backbone-arch", "timm:vit_tiny_patch16_224"]
+    on_vit = parse_args(vit).methods
+    assert on_vit == parse_args([*vit, "--methods", "all"]).methods
+    assert {"finetune", "bn_adapt", "bitfit", "lora", "vpt", "adaptformer", "spottune"} <= set(on_vit)
+    assert not {"series_adapters", "piggyback", "nettailor", "spottune_joint"} & set(on_vit)
+    assert set(on_vit) | set(BOARD_METHODS) | {"vpt", "adaptformer"} == set(METHODS) | {"vpt", "adaptformer"}

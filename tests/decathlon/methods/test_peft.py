@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from decathlon.benchmark import hparams
-from decathlon.checkpoints import save_backbone
+from decathlon.checkpoints import arch_record, save_backbone
 from decathlon.engine import JobSpec, run_job
 from decathlon.jobdir import PEFT_DOMAIN_FILE
 from decathlon.methods import get_method
@@ -73,10 +73,9 @@ def test_the_vit_methods_refuse_a_cnn_by_name(name, backbone):
 
 
 def _timm_backbone_file(hp, path):
-    """A pretrained backbone of the job's arch, in the backbone file format (its arch record
-    is main's ResNet-26 one until the file format records timm archs)."""
+    """A pretrained backbone of the job's arch, in the backbone file format with its arch record."""
     torch.manual_seed(0)
-    save_backbone(new_backbone(hp, 12, None), hp["width"], path)
+    save_backbone(new_backbone(hp, 12, None), arch_record(hp), path)
     return path
 
 

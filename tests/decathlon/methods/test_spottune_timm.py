@@ -6,7 +6,7 @@ import torch
 
 from decathlon.benchmark import hparams
 from decathlon.benchmark.run import export_models
-from decathlon.checkpoints import save_backbone
+from decathlon.checkpoints import arch_record, save_backbone
 from decathlon.engine import JobSpec, run_job
 from decathlon.jobdir import DOMAIN_FILE
 from decathlon.methods import get_method
@@ -85,7 +85,7 @@ def test_an_engine_job_on_a_tiny_vit_trains_evaluates_and_exports_its_domain_onl
         tiny_decathlon, tiny_hparams, tmp_path):
     hp = hparams("spottune", "dtd", "cpu_demo", {**tiny_hparams, **ARCHS["vit"], "epochs": 1})
     torch.manual_seed(0)
-    save_backbone(new_backbone(hp, 4, None), hp["width"], tmp_path / "backbone.pt")
+    save_backbone(new_backbone(hp, 4, None), arch_record(hp), tmp_path / "backbone.pt")
     spec = JobSpec("spottune", "dtd", str(tiny_decathlon), str(tmp_path / "job"), hp,
                    backbone=str(tmp_path / "backbone.pt"), device="cpu", progress=False)
     run_job(spec)
