@@ -135,13 +135,15 @@ def plan_trials(config: SweepConfig) -> list:
     return trials
 
 
-def trial_specs(trials: list, config: SweepConfig, backbone: Path, identity: dict) -> list:
+def trial_specs(trials: list, config: SweepConfig, backbone: Path, identity: dict,
+                backbone_sha256: str | None = None) -> list:
     """The jobs of the trials: a run's jobs with the trial's settings over the fixed
-    overrides, in the trials' folders, each recording its sweep and trial."""
+    overrides, in the trials' folders, each recording its sweep and trial. `backbone_sha256`:
+    that of a --backbone file (`prepare_backbone` checked it), which names the jobs' group."""
     specs, tag = [], sweep_id(identity)
     for trial in trials:
         run = config.benchmark(methods=(trial.method,), domains=(trial.domain,),
-                               overrides={**config.overrides, **trial.settings})
+                               overrides={**config.overrides, **trial.settings}, backbone_sha256=backbone_sha256)
         for spec in plan_jobs(run, backbone):
             extra = {**spec.extra, "sweep": {"id": tag, "trial": trial.index, "settings": trial.settings}}
             specs.append(replace(spec, out=str(trial.job(spec.seed)), extra=extra))
@@ -182,8 +184,9 @@ def run_sweep(config: SweepConfig) -> list:
             check_same_sweep(config.out, identity)
         else:
             write_json_atomic(Path(config.out) / SWEEP_FILE, identity)
-        backbone = prepare_backbone(config.benchmark(), manifest, config.launcher)
-        specs = trial_specs(trials, config, backbone, identity)
+        base = config.benchmark()
+        backbone = prepare_backbone(base, manifest, config.launcher)
+        specs = trial_specs(trials, config, backbone, identity, base.backbone_sha256)
         for trial in trials:
             if not (trial.folder / TRIAL_FILE).is_file():
                 write_json_atomic(trial.folder / TRIAL_FILE, {"sweep": sweep_id(identity), **asdict(trial),
