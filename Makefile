@@ -29,7 +29,7 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 	touch $@
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 # Fetch the benchmark's three tarballs into DEST (resumable; checksums kept in DEST/downloads.json).
 download: install

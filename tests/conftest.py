@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -13,7 +14,11 @@ import pytest
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 
-
+# `make test` runs the suite on two pytest-xdist workers per core count (`-n auto`): each
+# worker, and every process its tests start, then uses one thread, so that the workers share
+# the cores instead of fighting over them (set before any test imports torch).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session", autouse=True)
