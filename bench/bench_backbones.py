@@ -16,7 +16,6 @@ what a method costs on a backbone, beside what it scores.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 from functools import partial
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from _common import machine_info
+from _common import machine_info, write_report
 from bench_models import interleaved, summary
 from decathlon.benchmark import hparams
 from decathlon.engine import autocast_for
@@ -141,10 +140,7 @@ def main(argv=None) -> dict:
                   f"{row['train_images_per_s']:8.1f} img/s", flush=True)
     if hasattr(os, "getloadavg"):
         report["machine"]["load_average_1m_after"] = os.getloadavg()[0]
-    out = args.out or Path("results/bench") / f"backbones_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
+    write_report(report, args.out or Path("results/bench") / f"backbones_{device.type}.json", markdown)
     return report
 
 

@@ -36,6 +36,24 @@ class TunedBlocks(nn.Module):
         self.tuned_mask.copy_(torch.tensor(mask))
 
 
+class DomainFiles:
+    """The per-domain files of a multi-domain SpotTune model (`self.domains`, whose entries
+    describe themselves in their extra state: classes, stored fine-tuned blocks)."""
+
+    def domain_state_dict(self, domain: str) -> dict:
+        return self.domains[domain].state_dict()
+
+    def load_domain_state_dict(self, domain: str, state: dict) -> TunedBlocks:
+        """Load (creating it if needed) a domain saved by `domain_state_dict`."""
+        config = state["_extra_state"]
+        if domain not in self.domains:
+            self.add_domain(domain, config["num_classes"])
+        branch = self.domains[domain]
+        branch.keep_tuned_blocks(config["tuned_blocks"])
+        branch.load_state_dict(state)
+        return branch
+
+
 class DomainBranch(TunedBlocks):
     """Everything one domain adds to the shared backbone; saved and loaded on its own.
 

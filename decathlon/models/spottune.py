@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from decathlon.models import model_file
-from decathlon.models.domain_branch import DomainBranch, parameter_count
+from decathlon.models.domain_branch import DomainBranch, DomainFiles, parameter_count
 from decathlon.models.compiled_tail import TAILS
 from decathlon.models.fused import two_branch_block
 from decathlon.models.policy import (DECISION_MODES, GUMBEL_TEMPERATURE, GlobalPolicy,
@@ -48,7 +48,7 @@ FIXED_MODES = ("frozen", "tuned", "random")
 FORWARD_MODES = DECISION_MODES + FIXED_MODES
 
 
-class SpotTuneNet(nn.Module):
+class SpotTuneNet(DomainFiles, nn.Module):
     """One frozen backbone, any number of SpotTune domains.
 
     ``policy``: 'per_domain' (a policy network per domain, the paper), 'shared_trunk'
@@ -238,19 +238,6 @@ class SpotTuneNet(nn.Module):
     def load(cls, path) -> "SpotTuneNet":
         """A model file in one call, read with torch.load(weights_only=True)."""
         return model_file.load(cls, path)
-
-    def domain_state_dict(self, domain: str) -> dict:
-        return self.domains[domain].state_dict()
-
-    def load_domain_state_dict(self, domain: str, state: dict) -> DomainBranch:
-        """Load (creating it if needed) a domain saved by ``domain_state_dict``."""
-        config = state["_extra_state"]
-        if domain not in self.domains:
-            self.add_domain(domain, config["num_classes"])
-        branch = self.domains[domain]
-        branch.keep_tuned_blocks(config["tuned_blocks"])
-        branch.load_state_dict(state)
-        return branch
 
     def shared_state_dict(self) -> dict:
         """Backbone (and shared policy trunk): what every domain file builds on."""

@@ -28,7 +28,7 @@ from torch import nn
 from torch.func import functional_call
 
 from decathlon.models.backbones import TimmNet
-from decathlon.models.domain_branch import TunedBlocks, parameter_count
+from decathlon.models.domain_branch import DomainFiles, TunedBlocks, parameter_count
 from decathlon.models.policy import DECISION_MODES, GUMBEL_TEMPERATURE, GlobalPolicy, PolicyNet, decide
 from decathlon.models.spottune_blocks import ResidualBody, residual_body
 
@@ -104,7 +104,7 @@ def _routed(h, decision, frozen, tuned, kwargs):
     return out
 
 
-class BlockSpotTuneNet(nn.Module):
+class BlockSpotTuneNet(DomainFiles, nn.Module):
     """One frozen timm body (from a `TimmNet`, its classifier left out), any number of
     SpotTune domains. `policy`: 'per_domain' (a `PolicyNet` of width `policy_width` per
     domain, the paper) or 'global' (SpotTune-Global's learned table)."""
@@ -193,19 +193,6 @@ class BlockSpotTuneNet(nn.Module):
         policy = list(branch.policy.parameters())
         policy_ids = {id(p) for p in policy}
         return {"network": [p for p in branch.parameters() if id(p) not in policy_ids], "policy": policy}
-
-    def domain_state_dict(self, domain: str) -> dict:
-        return self.domains[domain].state_dict()
-
-    def load_domain_state_dict(self, domain: str, state: dict) -> BlockDomain:
-        """Load (creating it if needed) a domain saved by `domain_state_dict`."""
-        config = state["_extra_state"]
-        if domain not in self.domains:
-            self.add_domain(domain, config["num_classes"])
-        branch = self.domains[domain]
-        branch.keep_tuned_blocks(config["tuned_blocks"])
-        branch.load_state_dict(state)
-        return branch
 
     def domain_parameter_count(self, domain: str, include_classifier: bool = True) -> int:
         """Parameters stored for one domain: its stem and norm copies, the fine-tuned
