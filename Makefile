@@ -54,7 +54,7 @@ bench: prepare-data
 	$(PY) bench/bench_loader.py --jpeg-root data/synthetic-source/decathlon-1.0 --shards data/synthetic \
 		--domains imagenet12,aircraft --workers 2 --torch-threads 2 | tee results/bench/loader_cpu.txt
 	$(PY) bench/bench_models.py
-	cd bench && ../$(PY) bench_backbones.py --out ../results/bench/backbones_cpu.json
+	$(PY) bench/bench_backbones.py
 
 clean:
 	rm -rf $(VENV) data runs *.egg-info

@@ -2,8 +2,10 @@
 # One prepared run of every GPU check, for a lent GPU machine (python3 with torch there):
 # the CUDA-only tests, bench_gpu.py, bench_protocol.py and bench_models.py's training step at
 # full width (SpotTune's compiled tail against the eager one, with its compile time and
-# break-even), outputs into ${OUT:-results/bench}.
-# pycocotools (for preparing the synthetic data) from wheels in .whl/ when given.
+# break-even) and bench_backbones.py (the open track's methods against finetune on ViT-S/16 and
+# ResNet-50 at 224 px: images/s and peak memory), outputs into ${OUT:-results/bench}.
+# pycocotools (for preparing the synthetic data) and timm with its dependencies (safetensors,
+# huggingface_hub) from wheels in .whl/ when given.
 set -u
 OUT=${OUT:-results/bench}
 mkdir -p "$OUT"
@@ -23,3 +25,5 @@ timeout "${PROTOCOL_S:-300}" python3 bench/bench_protocol.py --scale "${SCALE:-1
     --data-root /tmp/decathlon-bench 2>&1 | tail -40
 timeout "${MODELS_S:-240}" python3 bench/bench_models.py --device cuda --width 1 --batch 128 --channels-last --graphs \
     --only training --rounds 8 --out "$OUT/models_cuda.json" 2>&1 | tail -8
+timeout "${BACKBONES_S:-180}" python3 bench/bench_backbones.py --device cuda --batch 128 --bf16 --rounds 6 \
+    --out "$OUT/backbones_cuda.json" 2>&1 | tail -20
