@@ -95,6 +95,26 @@ def test_an_open_track_run_with_external_weights(tiny_decathlon, tmp_path, capsy
     assert rows and all("timm:vit_tiny_patch16_224 | native | external file vit.safetensors" in row for row in rows)
 
 
+def test_a_closed_track_run_pretrains_its_vit_on_imagenet12_and_scores_its_own_imnet(tiny_decathlon, tmp_path,
+                                                                                    capsys, no_hub):
+    """Without weights the run pretrains the ViT on the Decathlon's imagenet12: closed track,
+    its ImNet cell that pretraining job's accuracy."""
+    code = _run(tiny_decathlon, tmp_path, *VIT, "--methods", "finetune,lora", "--domains", "dtd", *SHORT)
+    out = capsys.readouterr()
+    assert code == 0, out.err[-2000:]
+    pretrained = json.loads(next((tmp_path / "run").glob("pretrain/*/final.json")).read_text())
+    assert pretrained["track"] == "closed" and pretrained["architecture"]["arch"] == "timm:vit_tiny_patch16_224"
+    finals = [json.loads(path.read_text()) for path in (tmp_path / "run").glob("jobs/*/*/dtd/seed0/final.json")]
+    assert sorted(final["spec"]["method"] for final in finals) == ["finetune", "lora"]
+    assert all(final["track"] == "closed" and final["pretraining"]["kind"] == "suite" for final in finals)
+    board = (tmp_path / "results" / "leaderboard.md").read_text()
+    assert "## Closed track" in board and "## Open track" not in board
+    imnet = f"{100 * pretrained['splits']['val']['accuracy']:.2f}"
+    rows = [line for line in board.splitlines() if line.startswith("| lora")]
+    assert rows and all(f"| {imnet} |" in row and "timm:vit_tiny_patch16_224 | native | imagenet12" in row
+                        for row in rows)
+
+
 def test_every_job_command_takes_the_backbone_options(tmp_path, capsys):
     from decathlon.cli import build_parser, main as decathlon_main
     from decathlon.cli.common import overrides_from
