@@ -99,7 +99,8 @@ def _options(parser) -> list:
 
 def _merge(args, actions: dict, settings: dict, path, job: bool) -> frozenset:
     """Set every option the command line left unset from `settings`; returns the --hparam
-    keys (and precision) the command line gave, which the file's resolved values yield to."""
+    keys (and precision, arch, input_size, patch_size from their options) the command line
+    gave, which the file's resolved values yield to."""
     where = f"{path}: " if path else ""
     takes_hparams = "hparam" in actions
     known = ([dest for dest in actions if dest != "hparam"] + ([HPARAMS_KEY] if takes_hparams else [])
@@ -108,6 +109,10 @@ def _merge(args, actions: dict, settings: dict, path, job: bool) -> frozenset:
     given = {entry.partition("=")[0] for entry in command_line}
     if getattr(args, "precision", None) and not isinstance(args.precision, _Unset):
         given.add("precision")   # --precision is an override too (decathlon.cli.common.overrides_from)
+    for dest, key in (("backbone_arch", "arch"), ("input_size", "input_size"), ("patch_size", "patch_size")):
+        value = getattr(args, dest, None)   # the backbone options are overrides too
+        if value is not None and not isinstance(value, _Unset):
+            given.add(key)
     for key, value in settings.items():
         if key not in known:
             raise ValueError(f"{where}unknown key {key!r} (expected one of {', '.join(known)})")

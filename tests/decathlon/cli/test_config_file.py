@@ -136,3 +136,23 @@ def test_a_run_folder_config_reruns_the_run_and_other_settings_are_refused(tiny_
     assert f"error: {out / 'config.yaml'}: this run folder was made with other settings" in err
     assert "hparams: " in err and "seeds" not in err and err.count("\n") == 1   # more seeds alone may be added
     assert [path.name for path in out.glob("jobs/*/finetune/dtd/*")] == ["seed0"]   # nothing ran
+
+
+def test_the_backbone_options_override_a_job_config_as_hparam_does(tmp_path):
+    from decathlon.benchmark import hparams
+    from decathlon.cli import build_parser
+    from decathlon.cli.config_file import check_resolved_hparams
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"method": "finetune", "domain": "dtd",
+                                      "resolved_hparams": hparams("finetune", "dtd")}))
+    on_resnet18 = hparams("finetune", "dtd", overrides={"arch": "timm:resnet18"})
+    parser = build_parser()
+
+    def checked(*options):
+        args = parser.parse_args(["train", "--config", str(config), "--out", str(tmp_path / "job"), *options])
+        return args.check(args, args.command_parser)
+
+    check_resolved_hparams(checked("--backbone-arch", "timm:resnet18"), on_resnet18)   # the command line wins
+    with pytest.raises(ValueError, match="resolved_hparams.arch is \"resnet26\""):
+        check_resolved_hparams(checked(), on_resnet18)
