@@ -1,6 +1,6 @@
 """Networks of the suite: ResNet-26 (plain, series / parallel adapters), timm backbones, SpotTune
 (on ResNet-26, and over the residual blocks of a timm backbone)."""
-from decathlon.models.policy import (DECISION_MODES, GUMBEL_TEMPERATURE, GlobalPolicy,
+from decathlon.models.policy import (DECISION_MODES, FORWARD_MODES, GUMBEL_TEMPERATURE, GlobalPolicy,
                                      PolicyHead, PolicyNet, budget_loss, decide,
                                      policy_trunk)
 from decathlon.models.resnet import (ADAPTER_KINDS, BasicBlock, ConvBN, ResNet,
@@ -11,7 +11,7 @@ from decathlon.models.backbones import (RESNET26, TimmNet, build_network, check_
                                         network_of, reference_parameter_count, timm_body)
 from decathlon.models.domain_branch import DomainBranch, parameter_count
 from decathlon.models.compiled_tail import TAILS
-from decathlon.models.spottune import FORWARD_MODES, POLICY_KINDS, SpotTuneNet
+from decathlon.models.spottune import POLICY_KINDS, SpotTuneNet
 from decathlon.models.spottune_blocks import ResidualBody, residual_body
 from decathlon.models.spottune_blocks_net import BLOCK_POLICY_KINDS, BlockDomain, BlockSpotTuneNet
 

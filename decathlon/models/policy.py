@@ -83,6 +83,26 @@ def decide(logits: torch.Tensor, mode: str,
     raise ValueError(f"decision mode must be one of {DECISION_MODES}, got {mode!r}")
 
 
+# Policy-free modes: all frozen, all fine-tuned, and the paper's random-policy ablation.
+FIXED_MODES = ("frozen", "tuned", "random")
+FORWARD_MODES = DECISION_MODES + FIXED_MODES
+
+
+def block_decisions(x: torch.Tensor, num_blocks: int, mode: str, logits, temperature: float) -> torch.Tensor:
+    """(N, num_blocks) float32 decisions in {0, 1} (1 = fine-tuned path) for the images `x`:
+    the policy's (`logits()`, called for the decision modes only) or a fixed mode's."""
+    n = x.shape[0]
+    if mode in DECISION_MODES:
+        return decide(logits(), mode, temperature)
+    if mode == "frozen":
+        return x.new_zeros(n, num_blocks, dtype=torch.float32)
+    if mode == "tuned":
+        return x.new_ones(n, num_blocks, dtype=torch.float32)
+    if mode == "random":
+        return torch.bernoulli(x.new_full((n, num_blocks), 0.5, dtype=torch.float32))
+    raise ValueError(f"mode must be one of {FORWARD_MODES}, got {mode!r}")
+
+
 def budget_loss(decisions: torch.Tensor, budget: float, budget_weight: float = 1.0,
                 entropy_weight: float = 0.0) -> torch.Tensor:
     """SpotTune-Global's regulariser on (N, num_blocks) decisions.

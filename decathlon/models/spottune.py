@@ -36,16 +36,13 @@ from decathlon.models.domain_branch import DomainBranch, DomainFiles, parameter_
 from decathlon.models.compiled_tail import TAILS
 from decathlon.models.fused import two_branch_block
 from decathlon.models.policy import (DECISION_MODES, GUMBEL_TEMPERATURE, GlobalPolicy,
-                                     PolicyHead, PolicyNet, decide, policy_trunk)
+                                     PolicyHead, PolicyNet, block_decisions, policy_trunk)
 from decathlon.models.resnet import ResNet, pool_features
 from decathlon.models.routing import (FOLDED_DEVICES, RoutingPlan, residual_functions,
                                       routing_pays)
 from decathlon.models.shared_trunk import TRUNK_BN_KINDS, copy_trunk_norms, group_features, trunk_features
 
 POLICY_KINDS = ("per_domain", "shared_trunk", "global")
-# Policy-free modes: all frozen, all fine-tuned, and the paper's random-policy ablation.
-FIXED_MODES = ("frozen", "tuned", "random")
-FORWARD_MODES = DECISION_MODES + FIXED_MODES
 
 
 class SpotTuneNet(DomainFiles, nn.Module):
@@ -143,18 +140,8 @@ class SpotTuneNet(DomainFiles, nn.Module):
                   policy_logits: torch.Tensor | None = None) -> torch.Tensor:
         """(N, num_blocks) float32 decisions in {0, 1} (1 = fine-tuned path); the policy's
         logits are computed here unless given."""
-        n = x.shape[0]
-        if mode in DECISION_MODES:
-            logits = self.policy_logits(x, domain) if policy_logits is None else policy_logits
-            chosen = decide(logits, mode, self.temperature)
-        elif mode == "frozen":
-            chosen = x.new_zeros(n, self.num_blocks, dtype=torch.float32)
-        elif mode == "tuned":
-            chosen = x.new_ones(n, self.num_blocks, dtype=torch.float32)
-        elif mode == "random":
-            chosen = torch.bernoulli(x.new_full((n, self.num_blocks), 0.5, dtype=torch.float32))
-        else:
-            raise ValueError(f"mode must be one of {FORWARD_MODES}, got {mode!r}")
+        chosen = block_decisions(x, self.num_blocks, mode, lambda: self.policy_logits(x, domain)
+                                 if policy_logits is None else policy_logits, self.temperature)
         # Blocks whose fine-tuned copy was pruned can only take the frozen path.
         return chosen * self.domains[domain].tuned_mask
 

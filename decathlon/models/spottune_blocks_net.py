@@ -29,11 +29,11 @@ from torch.func import functional_call
 
 from decathlon.models.backbones import TimmNet
 from decathlon.models.domain_branch import DomainFiles, TunedBlocks, parameter_count
-from decathlon.models.policy import DECISION_MODES, GUMBEL_TEMPERATURE, GlobalPolicy, PolicyNet, decide
+from decathlon.models.policy import (GUMBEL_TEMPERATURE, GlobalPolicy, PolicyNet,
+                                     block_decisions)
 from decathlon.models.spottune_blocks import ResidualBody, residual_body
 
 BLOCK_POLICY_KINDS = ("per_domain", "global")
-BLOCK_FORWARD_MODES = DECISION_MODES + ("frozen", "tuned", "random")
 
 
 def mirror(source: nn.Module, names: list) -> nn.Module:
@@ -136,17 +136,7 @@ class BlockSpotTuneNet(DomainFiles, nn.Module):
 
     def decisions(self, x: torch.Tensor, domain: str, mode: str) -> torch.Tensor:
         """(N, num_blocks) float32 decisions in {0, 1} (1 = fine-tuned path)."""
-        n = x.shape[0]
-        if mode in DECISION_MODES:
-            chosen = decide(self.policy_logits(x, domain), mode, self.temperature)
-        elif mode == "frozen":
-            chosen = x.new_zeros(n, self.num_blocks, dtype=torch.float32)
-        elif mode == "tuned":
-            chosen = x.new_ones(n, self.num_blocks, dtype=torch.float32)
-        elif mode == "random":
-            chosen = torch.bernoulli(x.new_full((n, self.num_blocks), 0.5, dtype=torch.float32))
-        else:
-            raise ValueError(f"mode must be one of {BLOCK_FORWARD_MODES}, got {mode!r}")
+        chosen = block_decisions(x, self.num_blocks, mode, lambda: self.policy_logits(x, domain), self.temperature)
         return chosen * self.domains[domain].tuned_mask   # pruned copies: the frozen path only
 
     def resize(self, x: torch.Tensor) -> torch.Tensor:
