@@ -36,9 +36,22 @@ class TunedBlocks(nn.Module):
         self.tuned_mask.copy_(torch.tensor(mask))
 
 
-class DomainFiles:
-    """The per-domain files of a multi-domain SpotTune model (`self.domains`, whose entries
-    describe themselves in their extra state: classes, stored fine-tuned blocks)."""
+class DomainParts:
+    """What a multi-domain SpotTune model does with each domain's own parts (`self.domains`,
+    whose entries describe themselves in their extra state: classes, stored fine-tuned
+    blocks): prune the fine-tuned blocks it never uses, save and load its file."""
+
+    def prune_unused_blocks(self, domain: str, keep=None) -> list[int]:
+        """Drop the fine-tuned blocks the domain never uses; returns those kept.
+
+        `keep`: block indices to keep; by default those a global policy chooses."""
+        branch = self.domains[domain]
+        if keep is None:
+            if self.policy_kind != "global":
+                raise ValueError("pass keep= for policies that decide per image")
+            keep = branch.policy.logits.argmax(-1).nonzero().flatten().tolist()
+        branch.keep_tuned_blocks(keep)
+        return branch.stored_tuned_blocks()
 
     def domain_state_dict(self, domain: str) -> dict:
         return self.domains[domain].state_dict()

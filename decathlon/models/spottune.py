@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from decathlon.models import model_file
-from decathlon.models.domain_branch import DomainBranch, DomainFiles, parameter_count
+from decathlon.models.domain_branch import DomainBranch, DomainParts, parameter_count
 from decathlon.models.compiled_tail import TAILS
 from decathlon.models.fused import two_branch_block
 from decathlon.models.policy import (DECISION_MODES, GUMBEL_TEMPERATURE, GlobalPolicy,
@@ -45,7 +45,7 @@ from decathlon.models.shared_trunk import TRUNK_BN_KINDS, copy_trunk_norms, grou
 POLICY_KINDS = ("per_domain", "shared_trunk", "global")
 
 
-class SpotTuneNet(DomainFiles, nn.Module):
+class SpotTuneNet(DomainParts, nn.Module):
     """One frozen backbone, any number of SpotTune domains.
 
     ``policy``: 'per_domain' (a policy network per domain, the paper), 'shared_trunk'
@@ -188,19 +188,6 @@ class SpotTuneNet(DomainFiles, nn.Module):
         for index, (block, (frozen, tuned)) in enumerate(zip(self.backbone.blocks, functions)):
             h = plan.run(index, h, tuned, frozen, block.shortcut)
         return plan.restore(branch.classifier(pool_features(h, branch.head_bn)))
-
-    def prune_unused_blocks(self, domain: str, keep=None) -> list[int]:
-        """Drop the fine-tuned blocks the domain never uses; returns those kept.
-
-        ``keep``: block indices to keep; by default those a global policy chooses.
-        """
-        branch = self.domains[domain]
-        if keep is None:
-            if self.policy_kind != "global":
-                raise ValueError("pass keep= for policies that decide per image")
-            keep = branch.policy.logits.argmax(-1).nonzero().flatten().tolist()
-        branch.keep_tuned_blocks(keep)
-        return branch.stored_tuned_blocks()
 
     def parameter_groups(self, domain: str) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters of a domain: 'network' and 'policy' (own lr/decay)."""

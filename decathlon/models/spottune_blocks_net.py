@@ -28,7 +28,7 @@ from torch import nn
 from torch.func import functional_call
 
 from decathlon.models.backbones import TimmNet
-from decathlon.models.domain_branch import DomainFiles, TunedBlocks, parameter_count
+from decathlon.models.domain_branch import DomainParts, TunedBlocks, parameter_count
 from decathlon.models.policy import (GUMBEL_TEMPERATURE, GlobalPolicy, PolicyNet,
                                      block_decisions)
 from decathlon.models.spottune_blocks import ResidualBody, residual_body
@@ -104,7 +104,7 @@ def _routed(h, decision, frozen, tuned, kwargs):
     return out
 
 
-class BlockSpotTuneNet(DomainFiles, nn.Module):
+class BlockSpotTuneNet(DomainParts, nn.Module):
     """One frozen timm body (from a `TimmNet`, its classifier left out), any number of
     SpotTune domains. `policy`: 'per_domain' (a `PolicyNet` of width `policy_width` per
     domain, the paper) or 'global' (SpotTune-Global's learned table)."""
@@ -165,17 +165,6 @@ class BlockSpotTuneNet(DomainFiles, nn.Module):
         mode = mode or ("gumbel" if self.training else "argmax")
         decisions = self.decisions(x, domain, mode)
         return self.domains[domain].classifier(self.features(x, domain, decisions)), decisions
-
-    def prune_unused_blocks(self, domain: str, keep=None) -> list[int]:
-        """Drop the fine-tuned blocks the domain never uses (by default: those a global
-        policy does not choose); returns those kept."""
-        branch = self.domains[domain]
-        if keep is None:
-            if self.policy_kind != "global":
-                raise ValueError("pass keep= for policies that decide per image")
-            keep = branch.policy.logits.argmax(-1).nonzero().flatten().tolist()
-        branch.keep_tuned_blocks(keep)
-        return branch.stored_tuned_blocks()
 
     def parameter_groups(self, domain: str) -> dict:
         """Trainable parameters of a domain: 'network' and 'policy' (own lr and decay)."""
