@@ -42,6 +42,16 @@ PEFT_DOMAIN_FILE = "peft_domain.pt"
 IMPORTED_JOB_FILE = "imported.json"
 CONFIG_FILE = "config.yaml"
 TENSORBOARD_DIR = "tensorboard"
+# final.json's "pretraining" kinds by track: the closed track learned from the Decathlon's own
+# data only (imagenet12 pretrained by this suite, the public .t7 trained on it, or nothing);
+# the open track's backbones saw external data (a weight file, timm's hub).
+CLOSED_PRETRAINING = ("suite", "imported", "none")
+OPEN_PRETRAINING = ("external", "timm-hub")
+
+
+def track_of(pretraining_kind: str) -> str:
+    """final.json's "track" of a job whose backbone was pretrained so."""
+    return "open" if pretraining_kind in OPEN_PRETRAINING else "closed"
 
 
 def predictions_file(split: str, policy: str | None, reported: bool, domain: str | None = None) -> str:

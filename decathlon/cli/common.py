@@ -7,6 +7,7 @@ import sys
 
 from decathlon.benchmark import PRESETS
 from decathlon.engine import PRECISIONS
+from decathlon.models import RESNET26, is_timm
 
 
 def add_common_arguments(parser) -> None:
@@ -65,8 +66,6 @@ def overrides_from(args) -> dict:
 def backbone_arch(args) -> str:
     """The backbone arch the options name (for the methods defined on it); a conflict between
     them is left to the command, which refuses it in one line."""
-    from decathlon.models import RESNET26
-
     try:
         return overrides_from(args).get("arch", RESNET26)
     except ValueError:
@@ -108,15 +107,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+# The backbone options: their argparse dest and the hyperparameter each one sets.
+BACKBONE_OPTIONS = {"backbone_arch": "arch", "input_size": "input_size", "patch_size": "patch_size"}
+
+
 def backbone_options(args) -> list:
     """(option, hyperparameter, value) of the backbone options given."""
     given = []
-    if getattr(args, "backbone_arch", None):
-        given.append(("--backbone-arch", "arch", args.backbone_arch))
-    if getattr(args, "input_size", None) is not None:
-        given.append(("--input-size", "input_size", None if args.input_size == "native" else args.input_size))
-    if getattr(args, "patch_size", None) is not None:
-        given.append(("--patch-size", "patch_size", args.patch_size))
+    for dest, key in BACKBONE_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            option = "--" + dest.replace("_", "-")
+            given.append((option, key, None if value == "native" else value))
     return given
 
 
@@ -127,7 +129,7 @@ def backbone_file(args, overrides: dict) -> str | None:
     if weights and args.backbone:
         raise ValueError("--backbone and --backbone-weights both given; give one (--backbone: our backbone.pt or "
                          "the public .t7; --backbone-weights: weights made elsewhere, for a timm arch)")
-    if weights and not str(overrides.get("arch", "resnet26")).startswith("timm:"):
+    if weights and not is_timm(overrides.get("arch", RESNET26)):
         raise ValueError(f"--backbone-weights {weights}: for a timm arch (--backbone-arch timm:<name>); "
                          "ResNet-26 starts from --backbone (our backbone.pt or the public resnet26_pretrained.t7)")
     return weights or args.backbone

@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from decathlon.cli.common import BACKBONE_OPTIONS
 from decathlon.jobdir import read_config_file
 
 HPARAMS_KEY = "hparams"                    # the file's --hparam entries, a mapping
@@ -109,7 +110,7 @@ def _merge(args, actions: dict, settings: dict, path, job: bool) -> frozenset:
     given = {entry.partition("=")[0] for entry in command_line}
     if getattr(args, "precision", None) and not isinstance(args.precision, _Unset):
         given.add("precision")   # --precision is an override too (decathlon.cli.common.overrides_from)
-    for dest, key in (("backbone_arch", "arch"), ("input_size", "input_size"), ("patch_size", "patch_size")):
+    for dest, key in BACKBONE_OPTIONS.items():
         value = getattr(args, dest, None)   # the backbone options are overrides too
         if value is not None and not isinstance(value, _Unset):
             given.add(key)

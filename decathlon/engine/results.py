@@ -26,7 +26,7 @@ from decathlon.checkpoints import save_atomic
 from decathlon.engine.cost import flops_per_image, peak_memory, time_cost
 from decathlon.engine.evaluation import evaluate
 from decathlon.engine.job_checks import finite_or_null
-from decathlon.jobdir import FINAL_FILE, mark_done, predictions_file, read_records
+from decathlon.jobdir import FINAL_FILE, mark_done, predictions_file, read_records, track_of
 from decathlon.models import reference_parameter_count
 
 FINAL_FORMAT = 2
@@ -49,11 +49,9 @@ def backbone_record(path, checkpoint: dict | None) -> dict | None:
 
 
 # Where a backbone's weights came from (final.json "pretraining" kind), from its provenance
-# kind (decathlon.checkpoints.load_backbone); the open track is any pretraining outside the
-# Decathlon's own data.
+# kind (decathlon.checkpoints.load_backbone); its track is decathlon.jobdir.track_of's.
 PRETRAINING_KINDS = {"ours": "suite", "pretrained by this run": "suite", "imported": "imported",
                      "external": "external", "timm-hub": "timm-hub"}
-OPEN_TRACK = ("external", "timm-hub")
 
 
 def pretraining_record(backbone: dict | None) -> dict:
@@ -87,8 +85,8 @@ def track_records(hparams: dict, backbone: dict | None) -> dict:
     """"track" (closed: only the Decathlon's data, pretraining included; open: weights
     pretrained elsewhere), "architecture" and "pretraining" of a job's final.json."""
     pretraining = pretraining_record(backbone)
-    return {"track": "open" if pretraining["kind"] in OPEN_TRACK else "closed",
-            "architecture": architecture_record(hparams), "pretraining": pretraining}
+    return {"track": track_of(pretraining["kind"]), "architecture": architecture_record(hparams),
+            "pretraining": pretraining}
 
 
 def finish(spec, method, eval_loaders: dict, scores: dict, ctx, manifest: dict, backbone: dict | None,
@@ -118,9 +116,9 @@ def finish(spec, method, eval_loaders: dict, scores: dict, ctx, manifest: dict, 
                 evaluation["stored_parameters"] = stored["domains"][domain]
             evaluations.append(evaluation)
     final_eval_seconds = time.perf_counter() - began
+    started_from = backbone_record(spec.backbone, backbone)
     final = {"format": FINAL_FORMAT, "spec": asdict(spec), "synthetic": manifest["synthetic"],
-             "backbone": backbone_record(spec.backbone, backbone),
-             **track_records(hp, backbone_record(spec.backbone, backbone)), "execution": execution,
+             "backbone": started_from, **track_records(hp, started_from), "execution": execution,
              "stored_parameters": {"shared": stored["shared"]} if multi else stored,
              "num_classes": method.num_classes,
              # The backbone without classifier (one ResNet-26 at this width for the benchmark's

@@ -14,10 +14,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from decathlon.jobdir import PEFT_DOMAIN_FILE
 from decathlon.methods.base import Method, new_backbone
+from decathlon.methods.plain import unfreeze_norms
 from decathlon.models.peft import PromptedViT, add_adapters, add_lora
-
-NORMS = (_BatchNorm, nn.LayerNorm, nn.GroupNorm)
-
 
 class FrozenStatistics(nn.Module):
     """`net` with every BatchNorm layer in eval mode, training or not."""
@@ -86,10 +84,7 @@ class LoRA(_Peft):
         add_lora(net, hp["lora_targets"], hp["lora_rank"], hp["lora_alpha"], hp["lora_dropout"])
         net.classifier.requires_grad_(True)
         if hp["train_norms"]:
-            for module in net.modules():
-                if isinstance(module, NORMS):
-                    module.requires_grad_(True)
-            return net
+            return unfreeze_norms(net)
         return FrozenStatistics(net)
 
 

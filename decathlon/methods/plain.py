@@ -60,6 +60,14 @@ class FeatureExtractor(Method):
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 
 
+def unfreeze_norms(net: nn.Module) -> nn.Module:
+    """Make every normalisation layer of `net` (NORM_LAYERS) trainable again."""
+    for module in net.modules():
+        if isinstance(module, NORM_LAYERS):
+            module.requires_grad_(True)
+    return net
+
+
 class BNAdapt(Method):
     """Norm-only: the pretrained network frozen but for its normalisation layers' affine
     parameters (BatchNorm, LayerNorm, GroupNorm; BN statistics are re-estimated in
@@ -70,10 +78,7 @@ class BNAdapt(Method):
 
     def build(self, backbone_state):
         net = new_backbone(self.hparams, self.num_classes, backbone_state)
-        net.requires_grad_(False)
-        for module in net.modules():
-            if isinstance(module, NORM_LAYERS):
-                module.requires_grad_(True)
+        unfreeze_norms(net.requires_grad_(False))
         net.classifier.requires_grad_(True)
         return net
 

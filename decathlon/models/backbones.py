@@ -67,6 +67,13 @@ def is_vit(arch: str) -> bool:
     return is_timm(arch) and model_entrypoint(timm_name(arch)).__module__ in VIT_MODULES
 
 
+def resized(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """The batch `x` at size x size (bilinear), or as it is where `size` is None or met."""
+    if size is None or tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
 class TimmNet(nn.Module):
     """A timm model without its head (`body`), then a new linear `classifier`.
 
@@ -83,9 +90,7 @@ class TimmNet(nn.Module):
         return self.body(self.resize(x))
 
     def resize(self, x: torch.Tensor) -> torch.Tensor:
-        if self.input_size is None or tuple(x.shape[-2:]) == (self.input_size, self.input_size):
-            return x
-        return F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return resized(x, self.input_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward_features(x))

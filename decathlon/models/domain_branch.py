@@ -39,7 +39,16 @@ class TunedBlocks(nn.Module):
 class DomainParts:
     """What a multi-domain SpotTune model does with each domain's own parts (`self.domains`,
     whose entries describe themselves in their extra state: classes, stored fine-tuned
-    blocks): prune the fine-tuned blocks it never uses, save and load its file."""
+    blocks): prune the fine-tuned blocks it never uses, count what it stores, save and load
+    its file."""
+
+    def domain_parameter_count(self, domain: str, include_classifier: bool = True) -> int:
+        """Parameters stored for one domain: everything its branch holds (its own stem and
+        norm layers, the fine-tuned blocks kept, its policy, or a shared trunk's head only)
+        and, optionally, its classifier."""
+        branch = self.domains[domain]
+        count = parameter_count(branch)
+        return count if include_classifier else count - parameter_count(branch.classifier)
 
     def prune_unused_blocks(self, domain: str, keep=None) -> list[int]:
         """Drop the fine-tuned blocks the domain never uses; returns those kept.

@@ -224,13 +224,6 @@ class SpotTuneNet(DomainParts, nn.Module):
         if missing or unexpected:
             raise KeyError(f"shared state mismatch: missing {missing}, unexpected {unexpected}")
 
-    def domain_parameter_count(self, domain: str, include_classifier: bool = True) -> int:
-        """Parameters stored for one domain: stem, BNs, fine-tuned blocks kept, policy
-        (head only for a shared trunk), head BN and, optionally, classifier."""
-        branch = self.domains[domain]
-        count = parameter_count(branch)
-        return count if include_classifier else count - parameter_count(branch.classifier)
-
     def shared_parameter_count(self, include_classifier: bool = True) -> int:
         """Parameters stored once: the backbone and any shared policy trunk."""
         count = parameter_count(self.backbone)

@@ -23,12 +23,11 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from decathlon.models.backbones import TimmNet
-from decathlon.models.domain_branch import DomainParts, TunedBlocks, parameter_count
+from decathlon.models.backbones import TimmNet, resized
+from decathlon.models.domain_branch import DomainParts, TunedBlocks
 from decathlon.models.policy import (GUMBEL_TEMPERATURE, GlobalPolicy, PolicyNet,
                                      block_decisions)
 from decathlon.models.spottune_blocks import ResidualBody, residual_body
@@ -139,13 +138,6 @@ class BlockSpotTuneNet(DomainParts, nn.Module):
         chosen = block_decisions(x, self.num_blocks, mode, lambda: self.policy_logits(x, domain), self.temperature)
         return chosen * self.domains[domain].tuned_mask   # pruned copies: the frozen path only
 
-    def resize(self, x: torch.Tensor) -> torch.Tensor:
-        """As `TimmNet.resize`: the loader's images to input_size x input_size, if set."""
-        size = self.input_size
-        if size is None or tuple(x.shape[-2:]) == (size, size):
-            return x
-        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-
     def features(self, x: torch.Tensor, domain: str, decisions: torch.Tensor) -> torch.Tensor:
         """Pooled features under `decisions`; routed when they carry no gradient in eval."""
         branch = self.domains[domain]
@@ -158,7 +150,7 @@ class BlockSpotTuneNet(DomainParts, nn.Module):
             mix = _routed if routed and not kwargs else _mixed
             return mix(h, decisions[:, index], frozen, tuned, kwargs)
 
-        return functional_call(self.backbone, branch.overrides(), (self.resize(x), run_block))
+        return functional_call(self.backbone, branch.overrides(), (resized(x, self.input_size), run_block))
 
     def forward(self, x: torch.Tensor, domain: str, mode: str | None = None) -> tuple:
         """(logits, decisions); `mode` defaults to 'gumbel' in training, 'argmax' else."""
@@ -173,9 +165,3 @@ class BlockSpotTuneNet(DomainParts, nn.Module):
         policy_ids = {id(p) for p in policy}
         return {"network": [p for p in branch.parameters() if id(p) not in policy_ids], "policy": policy}
 
-    def domain_parameter_count(self, domain: str, include_classifier: bool = True) -> int:
-        """Parameters stored for one domain: its stem and norm copies, the fine-tuned
-        blocks kept, the policy and, optionally, the classifier."""
-        branch = self.domains[domain]
-        count = parameter_count(branch)
-        return count if include_classifier else count - parameter_count(branch.classifier)

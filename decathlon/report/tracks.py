@@ -10,7 +10,8 @@ backbones learned from data the closed track may not use.
 
 A job's final.json says so in "track", "architecture" and "pretraining". Older records lack
 them: they are closed-track rows of the hyperparameters' architecture (resnet26 before it
-could be chosen), pretraining read from their "backbone" record. A record whose track and
+could be chosen), pretraining read from their "backbone" record (the kinds of each track and the rule are
+decathlon.jobdir's, which the trainer writes by). A record whose track and
 pretraining disagree is refused (never counted), so an open row cannot enter a closed ranking.
 """
 from __future__ import annotations
@@ -18,10 +19,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from decathlon.jobdir import CLOSED_PRETRAINING, OPEN_PRETRAINING, track_of
+
 CLOSED, OPEN = "closed", "open"
 TRACKS = (CLOSED, OPEN)
-CLOSED_KINDS = ("suite", "imported", "none")
-OPEN_KINDS = ("external", "timm-hub")
 REFERENCE_ARCH = "resnet26"   # the Decathlon's backbone: the published rows' and the default rows'
 NATIVE = "native"             # input size None: the 72-px images as they are
 # Hyperparameters shown in their own columns (and in the row's backbone tag), not in its options.
@@ -112,7 +113,7 @@ def _pretraining(final: dict, method: str) -> tuple:
     """(kind, source line) from the record, or from an older record's "backbone"."""
     recorded = final.get("pretraining")
     if recorded is not None:
-        kinds = CLOSED_KINDS + OPEN_KINDS
+        kinds = CLOSED_PRETRAINING + OPEN_PRETRAINING
         if not isinstance(recorded, dict) or recorded.get("kind") not in kinds:
             raise TrackError(f"field 'pretraining' is {recorded!r}, expected an object whose 'kind' is one of "
                              f"{', '.join(kinds)}")
@@ -133,7 +134,7 @@ def job_backbone(final: dict, method: str) -> dict:
     hparams = (final.get("spec") or {}).get("hparams") or {}
     fields = _architecture(final, hparams)
     kind, source = _pretraining(final, method)
-    implied = OPEN if kind in OPEN_KINDS else CLOSED
+    implied = track_of(kind)
     track = final.get("track", implied)
     if track not in TRACKS:
         raise TrackError(f"field 'track' is {track!r}, expected 'closed' or 'open'")

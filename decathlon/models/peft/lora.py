@@ -40,7 +40,18 @@ def _init_pair(a: torch.Tensor, b: torch.Tensor) -> None:
     nn.init.zeros_(b)
 
 
-class LoRALinear(nn.Module):
+class _LoRALayer(nn.Module):
+    """A frozen layer (`base`) with a low-rank update whose weight is `delta_weight()`."""
+
+    def merged(self) -> nn.Module:
+        """A plain copy of `base` with the update folded into its weight."""
+        layer = copy.deepcopy(self.base)
+        with torch.no_grad():
+            layer.weight.add_(self.delta_weight())
+        return layer
+
+
+class LoRALinear(_LoRALayer):
     """A frozen nn.Linear (`base`) plus (alpha/r) B_i A_i on each enabled slice of its output
     (`slices`: one flag per equal chunk of the output, e.g. (True, False, True) for q and v of a
     fused qkv; None: the whole output, one pair)."""
@@ -81,14 +92,9 @@ class LoRALinear(nn.Module):
                 rows.append(self.lora_A.new_zeros(self.chunk, self.base.in_features))
         return torch.cat(rows) * self.scaling
 
-    def merged(self) -> nn.Linear:
-        layer = copy.deepcopy(self.base)
-        with torch.no_grad():
-            layer.weight.add_(self.delta_weight())
-        return layer
 
 
-class LoRAConv2d(nn.Module):
+class LoRAConv2d(_LoRALayer):
     """A frozen nn.Conv2d (`base`, groups 1) plus (alpha/r) B(A(x)): A a k x k convolution to
     r channels with the base's stride, padding and dilation, B a 1x1 convolution."""
 
@@ -112,11 +118,6 @@ class LoRAConv2d(nn.Module):
         rank = self.lora_A.shape[0]
         return (self.lora_B.view(-1, rank) @ self.lora_A.view(rank, -1)).view(self.base.weight.shape) * self.scaling
 
-    def merged(self) -> nn.Conv2d:
-        layer = copy.deepcopy(self.base)
-        with torch.no_grad():
-            layer.weight.add_(self.delta_weight())
-        return layer
 
 
 LORA_LAYERS = (LoRALinear, LoRAConv2d)
