@@ -47,7 +47,7 @@ from decathlon.benchmark.presets_piggyback import PIGGYBACK_BY_PRESET, PIGGYBACK
 from decathlon.benchmark.presets_taps import TAPS_IN_PRESET, TAPS_METHOD, taps_paper_common
 from decathlon.data import CROP_ROUNDINGS, get_domain
 from decathlon.engine import LR_SCHEDULES, PRECISIONS
-from decathlon.models import TAILS, check_arch
+from decathlon.models import TAILS, check_backbone_settings
 
 _PROTOCOL = {"cpu_demo": "train", "spottune_paper": "trainval", "spottune_intended": "trainval",
              "adapters_paper": "train", "piggyback_paper": "train", "taps_paper": "train"}
@@ -241,7 +241,7 @@ def _check_values(values: dict) -> dict:
                          f"{', '.join(LR_SCHEDULES)}")
     if values.get("tail", "eager") not in TAILS:
         raise ValueError(f"hyperparameter 'tail' is {values['tail']!r}; expected one of {', '.join(TAILS)}")
-    check_arch(values["arch"])
+    check_backbone_settings(values["arch"], values["input_size"], values["patch_size"], values["arch_kwargs"])
     if values["crop_rounding"] not in CROP_ROUNDINGS:
         raise ValueError(f"hyperparameter 'crop_rounding' is {values['crop_rounding']!r}; expected one of "
                          f"{', '.join(CROP_ROUNDINGS)}")

@@ -117,9 +117,23 @@ def timm_body(arch: str, input_size: int | None = None, patch_size: int | None =
         raise ValueError(f"backbone arch {arch!r} with arch_kwargs {arch_kwargs}: {err}") from None
 
 
+def check_backbone_settings(arch: str, input_size: int | None, patch_size: int | None,
+                            arch_kwargs: dict | None) -> None:
+    """The arch, and no timm-only setting on ResNet-26 (which sees the loaders' images as
+    they are and takes no keywords): one clear error rather than a setting recorded but unused."""
+    check_arch(arch)
+    if arch == RESNET26:
+        unused = [key for key, value in (("input_size", input_size), ("patch_size", patch_size),
+                                         ("arch_kwargs", arch_kwargs)) if value]
+        if unused:
+            raise ValueError(f"hyperparameter(s) {', '.join(unused)} apply to timm backbones (--backbone-arch "
+                             f"timm:<name>), not to resnet26, which takes the loaders' images as they are")
+
+
 def build_network(arch: str, num_classes: int, width: float = 1.0, input_size: int | None = None,
                   patch_size: int | None = None, arch_kwargs: dict | None = None, **resnet_kwargs) -> nn.Module:
     """A randomly initialised network of `arch` with a `num_classes` classifier."""
+    check_backbone_settings(arch, input_size, patch_size, arch_kwargs)
     if arch == RESNET26:
         return resnet26(num_classes, width=width, **resnet_kwargs)
     if resnet_kwargs:

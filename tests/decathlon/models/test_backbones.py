@@ -62,3 +62,11 @@ def test_a_resnet26_only_method_refuses_a_timm_backbone_by_name():
     with pytest.raises(ValueError, match="'series_adapters' is defined on the benchmark's ResNet-26"):
         check_backbone(get_method("series_adapters"), "timm:resnet18")
     check_backbone(get_method("finetune"), "timm:resnet18")
+
+
+@pytest.mark.parametrize("override", [{"input_size": 224}, {"patch_size": 8}, {"arch_kwargs": {"depth": 2}}])
+def test_a_timm_only_setting_on_resnet26_is_refused_not_recorded_unused(override):
+    with pytest.raises(ValueError, match=f"{next(iter(override))} apply to timm backbones"):
+        hparams("finetune", "aircraft", overrides=override)
+    with pytest.raises(ValueError, match="not to resnet26"):
+        build_network("resnet26", 3, **override)
